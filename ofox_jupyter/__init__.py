@@ -1,0 +1,156 @@
+"""OfoxAI chat in Jupyter.
+
+``%load_ext ofox_jupyter`` must stay cheap, so this module imports nothing heavy: the public names
+below are looked up lazily (PEP 562) from the private modules that define them, the first time
+they are used. ``httpx`` is only imported with the client, Pillow only with images, ipywidgets
+only with a widget.
+
+    >>> import ofox_jupyter
+    >>> client = ofox_jupyter.Client()          # no key: the offline emulator
+    >>> client.chat("Hello").text               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._catalog import ModelInfo
+    from ._client import AsyncChatStream, AsyncClient, ChatStream, Client
+    from ._config import Secret, Timeouts
+    from ._exceptions import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConfigError,
+        ImageError,
+        NotFoundError,
+        OfoxError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestValidationError,
+        ServerError,
+        StreamError,
+        ToolArgumentsError,
+        ToolError,
+        UnknownToolError,
+    )
+    from ._messages import Message, ToolCall, assistant, system, tool_result, user
+    from ._request import provider_options
+    from ._streaming import (
+        FinishEvent,
+        ReasoningDelta,
+        Reply,
+        StreamEvent,
+        TextDelta,
+        ToolCallDelta,
+        Usage,
+        UsageEvent,
+    )
+
+# public name -> private module that defines it
+_EXPORTS: dict[str, str] = {
+    "APIConnectionError": "_exceptions",
+    "APIError": "_exceptions",
+    "APIStatusError": "_exceptions",
+    "APITimeoutError": "_exceptions",
+    "AsyncChatStream": "_client",
+    "AsyncClient": "_client",
+    "AuthenticationError": "_exceptions",
+    "BadRequestError": "_exceptions",
+    "ChatStream": "_client",
+    "Client": "_client",
+    "ConfigError": "_exceptions",
+    "FinishEvent": "_streaming",
+    "ImageError": "_exceptions",
+    "Message": "_messages",
+    "ModelInfo": "_catalog",
+    "NotFoundError": "_exceptions",
+    "OfoxError": "_exceptions",
+    "PermissionDeniedError": "_exceptions",
+    "RateLimitError": "_exceptions",
+    "ReasoningDelta": "_streaming",
+    "Reply": "_streaming",
+    "RequestValidationError": "_exceptions",
+    "Secret": "_config",
+    "ServerError": "_exceptions",
+    "StreamError": "_exceptions",
+    "StreamEvent": "_streaming",
+    "TextDelta": "_streaming",
+    "Timeouts": "_config",
+    "ToolArgumentsError": "_exceptions",
+    "ToolCall": "_messages",
+    "ToolCallDelta": "_streaming",
+    "ToolError": "_exceptions",
+    "UnknownToolError": "_exceptions",
+    "Usage": "_streaming",
+    "UsageEvent": "_streaming",
+    "assistant": "_messages",
+    "provider_options": "_request",
+    "system": "_messages",
+    "tool_result": "_messages",
+    "user": "_messages",
+}
+
+__all__ = [
+    "__version__",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "assistant",
+    "AsyncChatStream",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatStream",
+    "Client",
+    "ConfigError",
+    "FinishEvent",
+    "ImageError",
+    "Message",
+    "ModelInfo",
+    "NotFoundError",
+    "OfoxError",
+    "PermissionDeniedError",
+    "provider_options",
+    "RateLimitError",
+    "ReasoningDelta",
+    "Reply",
+    "RequestValidationError",
+    "Secret",
+    "ServerError",
+    "StreamError",
+    "StreamEvent",
+    "system",
+    "TextDelta",
+    "Timeouts",
+    "tool_result",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolError",
+    "UnknownToolError",
+    "Usage",
+    "UsageEvent",
+    "user",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ofox_jupyter' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
