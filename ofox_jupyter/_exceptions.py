@@ -110,7 +110,9 @@ class APIStatusError(APIError):
         self.api_message = api_message
         self.request_id = request_id
         self.retry_after = retry_after
-        label = " ".join(str(part) for part in (type, code if code != status else None) if part)
+        # The code often repeats the status (observed real bodies) or the type: say it once.
+        shown_code = None if code in (status, str(status), type) else code
+        label = " ".join(str(part) for part in (type, shown_code) if part)
         text = f"HTTP {status}" + (f" {label}" if label else "") + f": {api_message}"
         super().__init__(text, hint=hint)
 

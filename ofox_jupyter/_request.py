@@ -166,7 +166,11 @@ def parse_duration(text: str) -> float | None:
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """The server's wait hint: ``retry-after-ms``, ``retry-after`` (seconds or HTTP date), or
-    OfoxAI's ``x-ratelimit-reset-requests`` duration (``"12s"``) — in that order."""
+    OfoxAI's ``x-ratelimit-reset-requests`` duration (``"12s"``) — in that order.
+
+    OfoxAI sends the rate-limit headers on *every* response, so the reset time only counts as a
+    hint when the window is used up (remaining 0); otherwise a 500 would wait for the window.
+    """
     value = headers.get("retry-after-ms")
     if value:
         try:
@@ -182,7 +186,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             if parsed is not None:
                 return max(0.0, email.utils.mktime_tz(parsed) - time.time())
     value = headers.get("x-ratelimit-reset-requests")
-    if value:
+    if value and headers.get("x-ratelimit-remaining-requests", "").strip() == "0":
         return parse_duration(value)
     return None
 

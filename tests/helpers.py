@@ -34,7 +34,9 @@ def sse(*payloads: dict[str, Any] | str) -> bytes:
     return "".join(out).encode()
 
 
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+def chunk(
+    delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": "chatcmpl-t",
         "object": "chat.completion.chunk",
@@ -53,8 +55,11 @@ def usage_chunk(prompt: int = 5, completion: int = 7) -> dict[str, Any]:
         "created": 1,
         "model": "openai/gpt-4o",
         "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                  "total_tokens": prompt + completion},
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
     }
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ofox_jupyter import Client
 
 TEXT = st.text(
-    alphabet=st.sampled_from(list("ab \n\"{}\\é漢字🎉\u2028\u2029\r\t:")), min_size=1, max_size=6
+    alphabet=st.sampled_from(list('ab \n"{}\\é漢字🎉\u2028\u2029\r\t:')), min_size=1, max_size=6
 )
 
 
@@ -26,8 +26,12 @@ def build_stream(pieces: list[str], args: list[str], newline: str) -> bytes:
     for piece in pieces:
         events.append(json.dumps(chunk({"content": piece}), ensure_ascii=False))
     if args:
-        first = {"index": 0, "id": "call_1", "type": "function",
-                 "function": {"name": "f", "arguments": ""}}
+        first = {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "f", "arguments": ""},
+        }
         events.append(json.dumps(chunk({"tool_calls": [first]})))
         for part in args:
             frag = {"index": 0, "function": {"arguments": part}}
@@ -60,15 +64,19 @@ def test_any_split_gives_the_same_reply(pieces, args, newline, cuts):
     assert b"".join(parts) == data
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                              stream=ChunkedStream(parts))
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=ChunkedStream(parts)
+        )
 
-    with Client("sk-x", base_url="https://api.ofox.ai/v1",
-                transport=httpx.MockTransport(handler)) as client:
+    with Client(
+        "sk-x", base_url="https://api.ofox.ai/v1", transport=httpx.MockTransport(handler)
+    ) as client:
         with client.stream("hi") as stream:
             reply = stream.reply
     assert reply.text == "".join(pieces)
-    assert reply.complete and reply.usage is not None and reply.usage.completion_tokens == len(pieces)
+    assert (
+        reply.complete and reply.usage is not None and reply.usage.completion_tokens == len(pieces)
+    )
     if args:
         assert [(c.name, c.arguments) for c in reply.tool_calls] == [("f", "".join(args))]
     else:

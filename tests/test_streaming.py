@@ -46,8 +46,12 @@ def test_text_usage_and_finish():
 
 def test_reasoning_is_kept_apart_from_text():
     state = StreamState("m")
-    events = feed_all(state, chunk({"reasoning_content": "think "}), chunk({"content": "answer"}),
-                      chunk({}, "stop"))
+    events = feed_all(
+        state,
+        chunk({"reasoning_content": "think "}),
+        chunk({"content": "answer"}),
+        chunk({}, "stop"),
+    )
     assert ReasoningDelta("think ") in events
     reply = state.on_end()
     assert reply.text == "answer" and reply.reasoning == "think "
@@ -57,10 +61,30 @@ def test_tool_call_fragments_join_per_index():
     state = StreamState("m")
     events = feed_all(
         state,
-        chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
-                               "function": {"name": "weather", "arguments": ""}}]}),
-        chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function",
-                               "function": {"name": "clock", "arguments": "{}"}}]}),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_a",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": ""},
+                    }
+                ]
+            }
+        ),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "call_b",
+                        "type": "function",
+                        "function": {"name": "clock", "arguments": "{}"},
+                    }
+                ]
+            }
+        ),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": ' "Paris"}'}}]}),
         chunk({}, "tool_calls"),
@@ -81,14 +105,20 @@ def test_upstream_reusing_index_zero_keeps_calls_apart():
     state = StreamState("m")
     feed_all(
         state,
-        chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "a", "arguments": "{"}}]}),
+        chunk(
+            {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "a", "arguments": "{"}}]}
+        ),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]}),
-        chunk({"tool_calls": [{"index": 0, "id": "c2", "function": {"name": "b", "arguments": "{}"}}]}),
+        chunk(
+            {"tool_calls": [{"index": 0, "id": "c2", "function": {"name": "b", "arguments": "{}"}}]}
+        ),
         chunk({}, "tool_calls"),
     )
     reply = state.on_end()
-    assert [(c.id, c.name, c.arguments) for c in reply.tool_calls] == [("c1", "a", "{}"),
-                                                                         ("c2", "b", "{}")]
+    assert [(c.id, c.name, c.arguments) for c in reply.tool_calls] == [
+        ("c1", "a", "{}"),
+        ("c2", "b", "{}"),
+    ]
 
 
 def test_unknown_fields_are_ignored():
@@ -116,8 +146,10 @@ def test_no_done_after_finish_is_complete_but_without_finish_is_broken():
     [
         ({"error": {"message": "boom", "type": "server_error"}}, "message"),
         ({"error": {"message": "boom", "type": "server_error"}}, "error"),
-        (chunk({"content": "!"}, "error", error={"code": "server_error", "message": "boom"}),
-         "message"),
+        (
+            chunk({"content": "!"}, "error", error={"code": "server_error", "message": "boom"}),
+            "message",
+        ),
     ],
     ids=["openai-bare", "openai-event", "openrouter"],
 )
@@ -150,10 +182,17 @@ def test_served_model_is_taken_from_the_chunks():
 
 def test_non_streamed_completion():
     body = {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "openai/gpt-4o",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi",
-                                             "reasoning_content": "hmm"},
-                     "finish_reason": "stop"}],
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "openai/gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hi", "reasoning_content": "hmm"},
+                "finish_reason": "stop",
+            }
+        ],
         "usage": {"prompt_tokens": 25, "completion_tokens": 150, "total_tokens": 175},
     }
     reply = reply_from_completion(body, "openai/gpt-4o")

@@ -1,0 +1,243 @@
+"""The starlette application: routes, auth, the chat pipeline, error bodies and common headers.
+
+Routes: ``GET /v1/models`` and ``GET /v1/models/{id}`` (public), ``POST /v1/chat/completions``
+(Bearer auth when the emulator has a key).  Every response, errors included, carries
+``x-request-id`` and the ``x-ratelimit-*`` headers, and every request is recorded.
+
+The chat pipeline runs in this order: auth → JSON → validation → unknown model (404) → not a chat
+model (400) → image to a text-only model (400) → image decoding and markers → context length
+(400) → fault (header ``X-Ofox-Emulator-Fault``, else ``[emulator-fault: …]``, else the injected
+queue) → ``provider.fallback`` when the primary is retired or a 429/5xx fault hit it → answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import _errors as errors
+from ._catalog import (
+    REASONING_MODELS,
+    accepts_images,
+    catalog,
+    find_model,
+    is_chat_model,
+    is_retired,
+)
+from ._conversation import Conversation, analyse, has_images, parse_delay
+from ._errors import ApiError
+from ._faults import FaultSpec, parse_fault
+from ._model import complete
+from ._state import EmulatorState, RecordedRequest
+from ._stream import SSEResponse, StreamPlan, completion_body
+from ._validate import validate_chat
+
+__all__ = ["DELAY_HEADER", "FAULT_HEADER", "create_app"]
+
+FAULT_HEADER = "x-ofox-emulator-fault"
+DELAY_HEADER = "x-ofox-emulator-delay"
+_NOT_JSON = object()  # the body was empty or not JSON
+
+
+def _json_response(status: int, body: Any, headers: dict[str, str]) -> Response:
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(content, status, headers, media_type="application/json")
+
+
+def _status_fault(fault: FaultSpec) -> ApiError:
+    if fault.name == "401":
+        return errors.invalid_api_key()
+    if fault.name == "400":
+        return errors.numeric_bad_request()
+    if fault.name == "429":
+        return errors.rate_limited(fault.seconds)
+    if fault.name == "500":
+        return errors.internal_error()
+    if fault.name == "502":
+        return errors.upstream_error()
+    return errors.service_unavailable()
+
+
+class _Handlers:
+    """The endpoints, bound to one :class:`EmulatorState`."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+
+    async def _begin(self, request: Request) -> tuple[Any, dict[str, str]]:
+        """Read, parse and record the request; its JSON (``_NOT_JSON`` if none) and headers."""
+        raw = await request.body()
+        try:
+            parsed: Any = json.loads(raw)
+        except ValueError:
+            parsed = _NOT_JSON
+        self.state.record(
+            RecordedRequest(
+                method=request.method,
+                path=request.url.path,
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=parsed if isinstance(parsed, dict) else None,
+            )
+        )
+        headers = {"x-request-id": f"req_emu_{self.state.next_id():08d}"}
+        headers.update(self.state.rate_limit_headers())
+        return parsed, headers
+
+    async def list_models(self, request: Request) -> Response:
+        _, headers = await self._begin(request)
+        return _json_response(200, {"object": "list", "data": catalog()}, headers)
+
+    async def get_model(self, request: Request) -> Response:
+        _, headers = await self._begin(request)
+        model_id = str(request.path_params["model_id"])
+        model = find_model(model_id)
+        if model is None:
+            error = errors.model_not_found(model_id)
+            return _json_response(error.status, error.body, headers)
+        return _json_response(200, model, headers)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        _, headers = await self._begin(request)
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 405:
+            error = ApiError(
+                405,
+                {
+                    "error": {
+                        "code": "method_not_allowed",
+                        "message": f"Method {request.method} is not allowed on {request.url.path}",
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
+        else:
+            error = errors.not_found(f"Unknown path {request.url.path}")
+        return _json_response(error.status, error.body, headers)
+
+    async def chat(self, request: Request) -> Response:
+        parsed, headers = await self._begin(request)
+        try:
+            return await self._chat(request, parsed, headers)
+        except ApiError as error:
+            return _json_response(error.status, error.body, {**headers, **error.headers})
+
+    def _check_auth(self, request: Request) -> None:
+        key = self.state.api_key
+        if key is None:
+            return
+        sent = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(sent, f"Bearer {key}".encode()):
+            raise errors.invalid_api_key()
+
+    async def _chat(self, request: Request, parsed: Any, headers: dict[str, str]) -> Response:
+        self._check_auth(request)
+        if parsed is _NOT_JSON:
+            raise errors.invalid_request("The request body is not valid JSON")
+        body = validate_chat(parsed)
+        model_id: str = body["model"]
+        model = find_model(model_id)
+        if model is None:
+            raise errors.model_not_found(model_id)
+        if not is_chat_model(model):
+            raise errors.invalid_request(f"Model {model_id} is not a chat model")
+        images = has_images(body["messages"])
+        if images and not accepts_images(model):
+            raise errors.unsupported_input(model_id, "image")
+        conv = await run_in_threadpool(analyse, body) if images else analyse(body)
+        if conv.prompt_tokens > model["context_length"]:
+            raise errors.context_length_exceeded(
+                model_id, model["context_length"], conv.prompt_tokens
+            )
+
+        delay = self.state.delay
+        if DELAY_HEADER in request.headers:
+            delay = parse_delay(request.headers[DELAY_HEADER], "X-Ofox-Emulator-Delay")
+        elif conv.markers.delay is not None:
+            delay = conv.markers.delay
+        fault = self._fault(request, conv)
+        if fault is not None and fault.name == "slow":
+            await asyncio.sleep(fault.seconds)
+
+        served = self._serve(model, fault, conv, body)
+        completion = complete(conv, body, served, reasoning=served in REASONING_MODELS)
+        completion_id = f"chatcmpl-emu{self.state.next_id():012d}"
+        created = int(time.time())
+        if body.get("stream") is True:
+            options = body.get("stream_options") or {}
+            plan = StreamPlan(
+                completion=completion,
+                completion_id=completion_id,
+                created=created,
+                include_usage=options.get("include_usage") is True,
+                delay=delay,
+                fault=fault if fault is not None and fault.is_stream_only else None,
+            )
+            return SSEResponse(plan, headers)
+        return _json_response(200, completion_body(completion, completion_id, created), headers)
+
+    def _fault(self, request: Request, conv: Conversation) -> FaultSpec | None:
+        """The fault for this request, if any, once its ``*TIMES`` are taken into account."""
+        if FAULT_HEADER in request.headers:
+            text: str | None = request.headers[FAULT_HEADER]
+        elif conv.markers.fault is not None:
+            text = conv.markers.fault
+        else:
+            text = self.state.faults.take_injected()
+        if text is None:
+            return None
+        try:
+            fault = parse_fault(text)
+        except ValueError as exc:
+            raise errors.invalid_request(str(exc)) from None
+        return fault if self.state.faults.fires(fault) else None
+
+    def _serve(
+        self,
+        model: dict[str, Any],
+        fault: FaultSpec | None,
+        conv: Conversation,
+        body: dict[str, Any],
+    ) -> str:
+        """The id of the model that answers; raise the primary's error if none can."""
+        failure: ApiError | None = None
+        if fault is not None and fault.is_status:
+            failure = _status_fault(fault)
+        elif is_retired(model):
+            failure = errors.model_retired(model["id"])
+        if failure is None:
+            return str(model["id"])
+        if failure.fallback_trigger:
+            provider = body.get("provider") or {}
+            images = has_images(conv.messages)
+            for candidate_id in provider.get("fallback") or []:
+                candidate = find_model(candidate_id)
+                if (
+                    candidate is not None
+                    and is_chat_model(candidate)
+                    and not is_retired(candidate)
+                    and (accepts_images(candidate) or not images)
+                    and conv.prompt_tokens <= candidate["context_length"]
+                ):
+                    return str(candidate["id"])
+        raise failure
+
+
+def create_app(state: EmulatorState) -> Starlette:
+    """The ASGI application of one emulator, serving ``state``."""
+    handlers = _Handlers(state)
+    routes = [
+        Route("/v1/models", handlers.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", handlers.get_model, methods=["GET"]),
+        Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: handlers.http_error})

@@ -1,0 +1,203 @@
+"""Running the emulator: :class:`Emulator` (uvicorn in a daemon thread) and :func:`shared_emulator`.
+
+uvicorn and starlette are imported in :meth:`Emulator.start`, not at import time, so that importing
+this module (which the client does for its offline default) stays cheap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ._state import EmulatorState, RecordedRequest
+
+if TYPE_CHECKING:
+    from ._thread import ThreadServer
+
+__all__ = ["Emulator", "shared_emulator"]
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+
+
+class Emulator:
+    """An offline OfoxAI-compatible chat server on loopback, for tests and the offline default.
+
+    Usage::
+
+        with Emulator(api_key="sk-test") as emu:
+            client = openai.OpenAI(base_url=emu.base_url, api_key="sk-test")
+            emu.inject("429:1")          # the next chat request gets a 429
+            ...
+            emu.requests[-1].body        # what the client sent
+
+    **Parameters:**
+
+    * **host** - interface to listen on (default ``127.0.0.1``).
+    * **port** - TCP port; ``0`` picks a free one (see :attr:`port` after :meth:`start`).
+    * **api_key** - when set, chat requests need ``Authorization: Bearer <api_key>``.
+    * **delay** - seconds between streamed chunks (a request can override it).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
+        self._host = host
+        self._port = port
+        self._state = EmulatorState(api_key=api_key, delay=delay)
+        self._lock = threading.Lock()
+        self._server: ThreadServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        status = "running" if self.running else "stopped"
+        return f"<Emulator {self.base_url} {status}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Emulator:
+        """Start serving and block until the socket listens; returns ``self``."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return self
+            from ._app import create_app
+            from ._thread import ThreadServer, quiet_config
+
+            sock = _bind(self._host, self._port)
+            self._port = sock.getsockname()[1]
+            server = ThreadServer(quiet_config(create_app(self._state)))
+            thread = threading.Thread(
+                target=server.run,
+                kwargs={"sockets": [sock]},
+                name=f"ofox-emulator-{self._port}",
+                daemon=True,
+            )
+            thread.start()
+            deadline = time.monotonic() + _START_TIMEOUT
+            while not server.ready.wait(0.002):
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    server.should_exit = True
+                    thread.join(_STOP_TIMEOUT)
+                    sock.close()
+                    raise RuntimeError(f"the OfoxAI emulator failed to start on {self.base_url}")
+            self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        """Shut down (finishing open responses) and join the server thread; idempotent."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join(_STOP_TIMEOUT)
+        if thread.is_alive():  # a response that never ends: stop waiting for it
+            server.force_exit = True
+            thread.join(_STOP_TIMEOUT)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def host(self) -> str:
+        """The interface the emulator listens on."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The TCP port (the real one once started, also when created with ``port=0``)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, e.g. ``http://127.0.0.1:54321/v1``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far (a snapshot), oldest first."""
+        return self._state.requests
+
+    # ------------------------------------------------------------------ test helpers
+
+    def inject(self, spec: str, times: int = 1) -> None:
+        """Give the next ``times`` chat requests the fault ``spec`` (``ValueError`` if invalid).
+
+        Header and marker faults take precedence; an injected fault is used up only by a chat
+        request that gets as far as the fault step (valid, known model, fits the context).
+        """
+        self._state.faults.inject(spec, times)
+
+    def clear(self) -> None:
+        """Forget recorded requests, injected faults, fault counters and the rate window."""
+        self._state.clear()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, whichever ``host`` resolves to)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+_shared: Emulator | None = None
+_shared_lock = threading.Lock()
+_atexit_registered = False
+
+
+def shared_emulator() -> Emulator:
+    """The process-wide emulator (no key, no delay), started on first use; stopped at exit."""
+    global _shared, _atexit_registered
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = Emulator().start()
+            if not _atexit_registered:
+                atexit.register(_stop_shared)
+                _atexit_registered = True
+        return _shared
+
+
+def _stop_shared() -> None:
+    with _shared_lock:
+        emulator = _shared
+    if emulator is not None:
+        emulator.stop()
