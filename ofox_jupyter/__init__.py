@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         ToolError,
         UnknownToolError,
     )
+    from ._magics import load_ipython_extension, unload_ipython_extension
     from ._messages import Message, ToolCall, assistant, system, tool_result, user
     from ._request import provider_options
     from ._streaming import (
@@ -92,6 +93,8 @@ _EXPORTS: dict[str, str] = {
     "Usage": "_streaming",
     "UsageEvent": "_streaming",
     "assistant": "_messages",
+    "load_ipython_extension": "_magics",
+    "unload_ipython_extension": "_magics",
     "provider_options": "_request",
     "system": "_messages",
     "tool_result": "_messages",
@@ -114,6 +117,7 @@ __all__ = [
     "ConfigError",
     "FinishEvent",
     "ImageError",
+    "load_ipython_extension",
     "Message",
     "ModelInfo",
     "NotFoundError",
@@ -137,6 +141,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolError",
     "UnknownToolError",
+    "unload_ipython_extension",
     "Usage",
     "UsageEvent",
     "user",

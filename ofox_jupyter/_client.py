@@ -42,7 +42,13 @@ from ._exceptions import (
 )
 from ._messages import Message
 from ._request import RetryPolicy, build_chat_body, status_error
-from ._streaming import Reply, StreamEvent, StreamState, reply_from_completion
+from ._streaming import (
+    Reply,
+    StreamEvent,
+    StreamState,
+    events_of_reply,
+    reply_from_completion,
+)
 from ._version import __version__
 
 __all__ = ["AsyncChatStream", "AsyncClient", "ChatStream", "Client"]
@@ -207,7 +213,8 @@ class ChatStream:
             offline=self._core.settings.offline,
         )
         self._state.done = True
-        yield from _events_of(self._reply, self._events)
+        self._events.extend(events_of_reply(self._reply))
+        yield from list(self._events)
 
     def __iter__(self) -> Iterator[StreamEvent]:
         yield from list(self._events)
@@ -269,7 +276,8 @@ class AsyncChatStream:
                     offline=self._core.settings.offline,
                 )
                 state.done = True
-                for event in _events_of(self._reply, buffer):
+                buffer.extend(events_of_reply(self._reply))
+                for event in list(buffer):
                     yield event
                 return
             async for sse in EventSource(self._response).aiter_sse():
@@ -313,22 +321,6 @@ class AsyncChatStream:
 
 def _is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "")
-
-
-def _events_of(reply: Reply, buffer: list[StreamEvent]) -> Iterator[StreamEvent]:
-    from ._streaming import FinishEvent, TextDelta, ToolCallDelta, UsageEvent
-
-    events: list[StreamEvent] = []
-    if reply.text:
-        events.append(TextDelta(reply.text))
-    for position, call in enumerate(reply.tool_calls):
-        events.append(ToolCallDelta(position, call.id, call.name, call.arguments))
-    if reply.finish_reason:
-        events.append(FinishEvent(reply.finish_reason))
-    if reply.usage:
-        events.append(UsageEvent(reply.usage))
-    buffer.extend(events)
-    yield from events
 
 
 _CHAT_DOC = """

@@ -25,6 +25,7 @@ __all__ = [
     "ROUTING_CHOICES",
     "RetryPolicy",
     "build_chat_body",
+    "check_ranges",
     "parse_duration",
     "provider_options",
     "retry_after_seconds",
@@ -61,7 +62,8 @@ def provider_options(
     return provider or None
 
 
-def _check_ranges(params: Mapping[str, Any]) -> None:
+def check_ranges(params: Mapping[str, Any]) -> None:
+    """Raise :class:`RequestValidationError` for a sampling value outside its documented range."""
     for name, low, high, low_ok in _RANGES:
         value = params.get(name)
         if value is None:
@@ -121,7 +123,7 @@ def build_chat_body(
         "frequency_penalty": frequency_penalty,
         "presence_penalty": presence_penalty,
     }
-    _check_ranges(params)
+    check_ranges(params)
     body: dict[str, Any] = {"model": model, "messages": wire}
     body.update((k, v) for k, v in params.items() if v is not None)
     if stop is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "UsageEvent",
+    "events_of_reply",
     "reply_from_completion",
 ]
 
@@ -330,3 +331,19 @@ def reply_from_completion(
         offline=offline,
         raw=body,
     )
+
+
+def events_of_reply(reply: Reply) -> list[StreamEvent]:
+    """The events a whole (non-streamed) reply stands for, so every consumer sees one shape."""
+    events: list[StreamEvent] = []
+    if reply.reasoning:
+        events.append(ReasoningDelta(reply.reasoning))
+    if reply.text:
+        events.append(TextDelta(reply.text))
+    for position, call in enumerate(reply.tool_calls):
+        events.append(ToolCallDelta(position, call.id, call.name, call.arguments))
+    if reply.finish_reason:
+        events.append(FinishEvent(reply.finish_reason))
+    if reply.usage:
+        events.append(UsageEvent(reply.usage))
+    return events

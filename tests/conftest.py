@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -42,3 +42,30 @@ def emu(emulator: Emulator) -> Emulator:
 
 def pytest_report_header() -> str:
     return f"ofox-jupyter tests; CI={os.environ.get('CI', '')}"
+
+
+@pytest.fixture
+def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A notebook path for JPY_SESSION_NAME and a private history database."""
+    path = tmp_path / "analysis.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))
+    monkeypatch.setenv("OFOX_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
+    return path
+
+
+@pytest.fixture
+def ip(emu: Emulator, notebook: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """IPython with the extension loaded, talking to the test emulator with TEST_KEY."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("OFOX_API_KEY", TEST_KEY)
+    monkeypatch.setenv("OFOX_BASE_URL", emu.base_url)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "ofox_jupyter")
+    magics = shell.magics_manager.registry["OfoxMagics"]
+    magics.display_mode = "text"
+    yield shell
+    shell.run_line_magic("unload_ext", "ofox_jupyter")
+    shell.config.pop("OfoxMagics", None)  # %config in one test must not reach the next
+    for name in ("_ofox", "answer"):
+        shell.user_ns.pop(name, None)

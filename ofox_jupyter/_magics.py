@@ -1,0 +1,493 @@
+"""``%%ofox`` and ``%ofox``: parse the options, delegate to the session, render the result.
+
+Settings are traitlets on :class:`OfoxMagics` (``%config OfoxMagics.model = "openai/gpt-4o"``,
+or ``c.OfoxMagics.model`` in ``ipython_config.py``); the key comes from ``OFOX_API_KEY`` or
+``%ofox login`` and is never written anywhere. Every expected failure is raised as IPython's
+exact ``UsageError`` — shown as one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Enum, Float, Int, Unicode, observe
+
+from ._config import DEFAULT_MODEL, OFFLINE, Secret, Timeouts, resolve_settings
+from ._display import LiveReply, format_cost
+from ._exceptions import OfoxError
+from ._history import HistoryStore, default_history_path, notebook_key
+from ._request import ROUTING_CHOICES, check_ranges, provider_options
+from ._session import AskOptions, Exchange, Interrupted, NotebookSession
+from ._template import interpolate
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ._client import Client
+
+__all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+SUBCOMMANDS = ("models", "history", "reset", "usage", "config", "login", "logout", "export")
+LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
+
+
+def _fail(error: OfoxError | str) -> UsageError:
+    """IPython shows exactly ``UsageError`` (not a subclass) as one line without a traceback."""
+    return UsageError(error.one_line() if isinstance(error, OfoxError) else error)
+
+
+@magics_class
+class OfoxMagics(Magics):
+    """The OfoxAI magics. ``%%ofox`` sends the cell; ``%ofox SUBCOMMAND`` manages chats."""
+
+    model = Unicode(DEFAULT_MODEL, help="Model id used when a cell gives no -m.").tag(config=True)
+    base_url = Unicode(
+        "", help="API base URL; empty means OFOX_BASE_URL or https://api.ofox.ai/v1."
+    ).tag(config=True)
+    max_retries = Int(2, help="Retries before the first byte (429, 5xx, network).").tag(config=True)
+    first_byte_timeout = Float(120.0, help="Seconds to wait for a reply to begin.").tag(config=True)
+    chunk_timeout = Float(60.0, help="Seconds a stream may stay silent once begun.").tag(
+        config=True
+    )
+    display_mode = Enum(
+        ("auto", "rich", "text"),
+        "auto",
+        help="rich: live Markdown in the cell; text: stream plain text to stdout; auto: rich "
+        "in a Jupyter kernel, text in terminal IPython.",
+    ).tag(config=True)
+    format = Enum(("markdown", "text"), "markdown", help="How replies are shown.").tag(config=True)
+    max_updates_per_second = Float(12.0, help="Bound on live display updates.").tag(config=True)
+    max_context_tokens = Int(
+        0, help="Cap on tokens of history sent; 0 uses the model's context length."
+    ).tag(config=True)
+    history_path = Unicode(
+        "", help="SQLite file of the chats; empty means OFOX_HISTORY_PATH or the Jupyter data dir."
+    ).tag(config=True)
+
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        # Set before the traitlets machinery runs: loading config fires the observers below.
+        self._login: Secret | None = None
+        self._cell_id: str | None = None
+        self._session: NotebookSession | None = None
+        self.restored_notice: str | None = None
+        super().__init__(shell=shell, **kwargs)
+
+    # -- wiring
+
+    @property
+    def session(self) -> NotebookSession:
+        if self._session is None:
+            ns = self.shell.user_ns if self.shell is not None else {}
+            key, _persistent = notebook_key(ns)
+            path = Path(self.history_path) if self.history_path else default_history_path()
+            self._session = NotebookSession(
+                notebook=key,
+                client_factory=self._make_client,
+                store=HistoryStore(path),
+                max_context_tokens=self.max_context_tokens,
+            )
+            turns = sum(len(c.turns) for c in self._session.chats.values())
+            if turns:
+                names = ", ".join(sorted(self._session.chats))
+                self.restored_notice = (
+                    f"ofox: restored {turns} turn{'s' * (turns != 1)} of chat {names} for {key}"
+                )
+        return self._session
+
+    def _make_client(self) -> Client:
+        from ._client import Client
+
+        key = self._login.reveal() if self._login else None
+        timeouts = Timeouts(first_byte=self.first_byte_timeout, between_chunks=self.chunk_timeout)
+        return Client(
+            key, base_url=self.base_url or None, timeout=timeouts, max_retries=self.max_retries
+        )
+
+    @observe("base_url", "max_retries", "first_byte_timeout", "chunk_timeout")
+    def _client_settings_changed(self, change: Any) -> None:
+        if self._session is not None:
+            self._session.reset_client()
+
+    @observe("max_context_tokens")
+    def _context_changed(self, change: Any) -> None:
+        if self._session is not None:
+            self._session.max_context_tokens = change["new"]
+
+    def pre_run_cell(self, info: Any) -> None:
+        """Remember the frontend's cell id, so a re-run cell replaces its own turn."""
+        self._cell_id = getattr(info, "cell_id", None)
+
+    def offline(self) -> bool:
+        key = self._login.reveal() if self._login else None
+        try:
+            return resolve_settings(key, self.base_url or None).offline
+        except OfoxError:
+            return False
+
+    def notices(self) -> list[str]:
+        """One line each: restored history, and offline mode."""
+        lines = []
+        _ = self.session  # loads the history
+        if self.restored_notice:
+            lines.append(self.restored_notice)
+        if self.offline():
+            lines.append(
+                "ofox: offline — no OFOX_API_KEY, so replies come from the built-in emulator "
+                "(%ofox login or set OFOX_API_KEY for real models)"
+            )
+        return lines
+
+    def _mode(self) -> str:
+        if self.display_mode != "auto":
+            return str(self.display_mode)
+        return "rich" if getattr(self.shell, "kernel", None) is not None else "text"
+
+    # -- the cell magic
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("-m", "--model", help="model id, e.g. openai/gpt-4o (default: OfoxMagics.model)")
+    @argument("-s", "--system", help="system prompt of this chat (kept for its later turns)")
+    @argument("-t", "--temperature", type=float, help="sampling temperature, 0–2")
+    @argument("--max-tokens", type=int, help="longest reply, in tokens (≥ 1)")
+    @argument("--top-p", type=float, help="nucleus sampling, (0, 1]")
+    @argument("--frequency-penalty", type=float, help="−2 to 2")
+    @argument("--presence-penalty", type=float, help="−2 to 2")
+    @argument("--chat", default="main", help="which conversation of this notebook")
+    @argument("--new", action="store_true", help="start that conversation afresh")
+    @argument("--no-history", action="store_true", help="a one-off: history not sent or kept")
+    @argument("-o", "--out", help="store the reply text in this variable")
+    @argument("--format", choices=("markdown", "text"), help="how the reply is shown")
+    @argument("--routing", choices=ROUTING_CHOICES, help="OfoxAI provider routing")
+    @argument("--fallback", help="comma-separated models to fail over to")
+    @argument("--no-stream", action="store_true", help="ask for a non-streamed reply")
+    @argument("--vars", action="store_true", help="replace {name} by variables of the notebook")
+    @cell_magic("ofox")  # type: ignore[arg-type]  # IPython annotates this decorator loosely
+    def ofox_cell(self, line: str, cell: str) -> None:
+        """Send the cell to an OfoxAI model and stream the answer into the output.
+
+        The prompt is taken literally (braces included) unless --vars is given. The reply object
+        is always in ``_ofox``; ``-o NAME`` also stores the reply text in NAME.
+        """
+        try:
+            # shlex rather than IPython's arg_split, which keeps the quotes of -s "Be brief."
+            args = self.ofox_cell.parser.parse_args(shlex.split(line))
+        except ValueError as err:
+            raise _fail(f"%%ofox options: {err}") from None
+        options, prompt = self._ask_options(args, cell)
+        live = LiveReply(
+            options.model,
+            mode=self._mode(),
+            fmt=args.format or str(self.format),
+            max_rate=self.max_updates_per_second,
+        )
+        live.start()
+        try:
+            exchange = self.session.ask(prompt, options, live)
+        except Interrupted as stop:
+            if stop.exchange is not None:
+                live.finish(stop.exchange)
+                self._publish(stop.exchange, args.out)
+            else:
+                live.abandon()
+            raise _fail(stop) from None
+        except OfoxError as err:
+            live.abandon()
+            raise _fail(err) from None
+        live.finish(exchange)
+        self._publish(exchange, args.out)
+        if exchange.error is not None:
+            raise _fail(exchange.error)
+
+    def _ask_options(self, args: Any, cell: str) -> tuple[AskOptions, str]:
+        """Check every option before anything is sent; a bad one is a one-line UsageError."""
+        prompt = cell.strip("\n")
+        if not prompt.strip():
+            raise _fail("the cell is empty: write your prompt below %%ofox")
+        if args.out is not None and not args.out.isidentifier():
+            raise _fail(f"-o needs a variable name, not {args.out!r}")
+        if not args.chat or not args.chat.strip():
+            raise _fail("--chat needs a name")
+        ns = self.shell.user_ns if self.shell is not None else {}
+        try:
+            if args.vars:
+                prompt = interpolate(prompt, ns)
+            fallback = [m for m in (args.fallback or "").split(",") if m.strip()]
+            params: dict[str, Any] = {
+                "temperature": args.temperature,
+                "max_tokens": args.max_tokens,
+                "top_p": args.top_p,
+                "frequency_penalty": args.frequency_penalty,
+                "presence_penalty": args.presence_penalty,
+                "provider": provider_options(args.routing, fallback),
+            }
+            params = {k: v for k, v in params.items() if v is not None}
+            check_ranges(params)  # the same checks the client applies, before anything is sent
+        except OfoxError as err:
+            raise _fail(err) from None
+        options = AskOptions(
+            model=args.model or str(self.model),
+            chat=args.chat.strip(),
+            system=args.system,
+            new=args.new,
+            history=not args.no_history,
+            stream=not args.no_stream,
+            cell_id=self._cell_id,
+            params=params,
+        )
+        return options, prompt
+
+    def _publish(self, exchange: Exchange, out: str | None) -> None:
+        if self.shell is None:
+            return
+        self.shell.user_ns["_ofox"] = exchange
+        if out:
+            self.shell.user_ns[out] = exchange.text
+
+    # -- the line magic
+
+    @no_var_expand
+    @line_magic("ofox")  # type: ignore[arg-type]
+    def ofox_line(self, line: str) -> None:
+        """%ofox models [FILTER] [--all] | history [--chat NAME] | reset [--chat NAME | --all]
+        | usage | config | login | logout | export PATH [--chat NAME]"""
+        try:
+            words = shlex.split(line)
+        except ValueError as err:
+            raise _fail(f"{err}; {LINE_USAGE}") from None
+        if not words:
+            raise _fail(LINE_USAGE)
+        command, rest = words[0], words[1:]
+        handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{command}", None)
+        if command not in SUBCOMMANDS or handler is None:
+            raise _fail(f"unknown subcommand {command!r}; {LINE_USAGE}")
+        try:
+            handler(rest)
+        except OfoxError as err:
+            raise _fail(err) from None
+
+    def _options(
+        self, words: list[str], allowed: dict[str, bool], command: str
+    ) -> tuple[dict[str, str | bool], list[str]]:
+        """Tiny option parser: ``allowed`` maps ``--flag`` to whether it takes a value."""
+        found: dict[str, str | bool] = {}
+        positional: list[str] = []
+        index = 0
+        while index < len(words):
+            word = words[index]
+            if word.startswith("--"):
+                if word not in allowed:
+                    raise _fail(f"%ofox {command}: unknown option {word}")
+                if allowed[word]:
+                    if index + 1 >= len(words):
+                        raise _fail(f"%ofox {command}: {word} needs a value")
+                    found[word] = words[index + 1]
+                    index += 1
+                else:
+                    found[word] = True
+            else:
+                positional.append(word)
+            index += 1
+        return found, positional
+
+    def _show(self, markdown: str, plain: str) -> None:
+        if self._mode() == "rich":
+            from IPython.display import display
+
+            display({"text/markdown": markdown, "text/plain": plain}, raw=True)
+        else:
+            print(plain)
+
+    def _cmd_models(self, words: list[str]) -> None:
+        flags, rest = self._options(words, {"--all": False}, "models")
+        if len(rest) > 1:
+            raise _fail("%ofox models takes at most one filter word")
+        needle = rest[0].lower() if rest else ""
+        models = [
+            m
+            for m in self.session.catalog(refresh=True).values()
+            if (flags.get("--all") or m.is_chat)
+            and (needle in m.id.lower() or needle in m.name.lower())
+        ]
+        if not models:
+            self._show("*No models match.*", "No models match.")
+            return
+        header = "| model | badges | context | $ / 1M in | $ / 1M out |\n|---|---|---|---|---|"
+        rows, plain = [], []
+        for m in sorted(models, key=lambda m: m.id):
+            badges = " ".join(
+                b
+                for b, ok in (("vision", m.vision), ("tools", m.tools), ("json", m.json_mode))
+                if ok
+            )
+            if m.deprecated:
+                badges += " retired"
+            price_in = "—" if m.prompt_price is None else f"{m.prompt_price * 1e6:g}"
+            price_out = "—" if m.completion_price is None else f"{m.completion_price * 1e6:g}"
+            context = f"{m.context_length:,}" if m.context_length else "—"
+            rows.append(f"| `{m.id}` | {badges} | {context} | {price_in} | {price_out} |")
+            plain.append(f"{m.id:<36} {badges:<20} {context:>10} {price_in:>8} {price_out:>8}")
+        self._show(header + "\n" + "\n".join(rows), "\n".join(plain))
+
+    def _cmd_history(self, words: list[str]) -> None:
+        flags, rest = self._options(words, {"--chat": True}, "history")
+        if rest:
+            raise _fail("%ofox history takes no words; use --chat NAME")
+        name = str(flags.get("--chat", "main"))
+        conversation = self.session.chats.get(name)
+        if conversation is None or not conversation.turns:
+            self._show(f"*Chat `{name}` is empty.*", f"Chat {name!r} is empty.")
+            return
+        from ._session import render_markdown
+
+        text = render_markdown([conversation])
+        self._show(text, text)
+
+    def _cmd_reset(self, words: list[str]) -> None:
+        flags, rest = self._options(words, {"--chat": True, "--all": False}, "reset")
+        if rest or ("--all" in flags and "--chat" in flags):
+            raise _fail("usage: %ofox reset [--chat NAME | --all]")
+        chat = None if flags.get("--all") else str(flags.get("--chat", "main"))
+        removed = self.session.reset(chat)
+        what = "every chat" if chat is None else f"chat {chat!r}"
+        print(f"ofox: cleared {what} ({removed} turn{'s' * (removed != 1)}), here and on disk")
+
+    def _cmd_usage(self, words: list[str]) -> None:
+        if words:
+            raise _fail("%ofox usage takes no options")
+        rows = self.session.usage_rows()
+        if not rows:
+            self._show("*No requests yet in this notebook.*", "No requests yet in this notebook.")
+            return
+        lines = ["| model | requests | tokens in | tokens out | cost |", "|---|---|---|---|---|"]
+        plain = []
+        total_in = total_out = total_requests = 0
+        total_cost: float | None = None
+        for model, prompt, completion, cost, requests in rows:
+            shown = "—" if cost is None else format_cost(cost)
+            lines.append(f"| `{model}` | {requests} | {prompt:,} | {completion:,} | {shown} |")
+            plain.append(f"{model:<36} {requests:>5} {prompt:>10,} {completion:>10,} {shown:>10}")
+            total_in, total_out, total_requests = (
+                total_in + prompt,
+                total_out + completion,
+                total_requests + requests,
+            )
+            if cost is not None:
+                total_cost = (total_cost or 0.0) + cost
+        shown = "—" if total_cost is None else format_cost(total_cost)
+        lines.append(
+            f"| **total** | {total_requests} | {total_in:,} | {total_out:,} | **{shown}** |"
+        )
+        plain.append(
+            f"{'total':<36} {total_requests:>5} {total_in:>10,} {total_out:>10,} {shown:>10}"
+        )
+        self._show("\n".join(lines), "\n".join(plain))
+
+    def _cmd_config(self, words: list[str]) -> None:
+        if words:
+            raise _fail("%ofox config takes no options; change settings with %config OfoxMagics.X")
+        if self._login is not None:
+            key = "set by %ofox login (kernel memory only)"
+        elif os.environ.get("OFOX_API_KEY"):
+            key = "set by OFOX_API_KEY"
+        else:
+            key = "not set"
+        base = self.base_url or os.environ.get("OFOX_BASE_URL") or ""
+        where = "offline emulator" if self.offline() or base == OFFLINE else base or "default"
+        session = self.session
+        facts = [
+            ("model", str(self.model)),
+            ("API", where),
+            ("key", key),
+            ("notebook", session.notebook),
+            ("history", str(session.store.path) if session.store else "off"),
+            ("display", f"{self.display_mode} ({self._mode()}), {self.format}"),
+            ("retries", str(self.max_retries)),
+            (
+                "timeouts",
+                f"first byte {self.first_byte_timeout:g} s, "
+                f"between chunks {self.chunk_timeout:g} s",
+            ),
+        ]
+        markdown = "\n".join(f"- **{k}**: {v}" for k, v in facts)
+        plain = "\n".join(f"{k:>9}: {v}" for k, v in facts)
+        self._show(markdown, plain)
+
+    def _cmd_login(self, words: list[str]) -> None:
+        if words:
+            raise _fail("%ofox login takes no arguments: the key is asked for, hidden")
+        key = getpass.getpass("OfoxAI API key (hidden): ").strip()
+        if not key:
+            raise _fail("no key entered; nothing changed")
+        self._login = Secret(key)
+        self.session.reset_client()
+        print("ofox: key set for this kernel only (kept in memory, never saved)")
+
+    def _cmd_logout(self, words: list[str]) -> None:
+        if words:
+            raise _fail("%ofox logout takes no arguments")
+        had = self._login is not None
+        self._login = None
+        self.session.reset_client()
+        note = (
+            " (OFOX_API_KEY is still set in the environment)"
+            if os.environ.get("OFOX_API_KEY")
+            else ""
+        )
+        print(f"ofox: {'key forgotten' if had else 'no key was set by %ofox login'}{note}")
+
+    def _cmd_export(self, words: list[str]) -> None:
+        flags, rest = self._options(words, {"--chat": True}, "export")
+        if len(rest) != 1:
+            raise _fail("usage: %ofox export PATH.md|PATH.json [--chat NAME]")
+        chat = flags.get("--chat")
+        if chat is not None and chat not in self.session.chats:
+            raise _fail(f"no chat named {chat!r}")
+        path = Path(rest[0]).expanduser()
+        turns = self.session.export(path, str(chat) if chat else None)
+        print(f"ofox: wrote {turns} turn{'s' * (turns != 1)} to {path}")
+
+
+_LOADED: dict[int, OfoxMagics] = {}
+
+
+def load_ipython_extension(ip: InteractiveShell) -> None:
+    """``%load_ext ofox_jupyter``: register the magics and the cell-id hook; say what's loaded."""
+    magics = OfoxMagics(shell=ip)
+    ip.register_magics(magics)
+    ip.events.register("pre_run_cell", magics.pre_run_cell)
+    _LOADED[id(ip)] = magics
+    for notice in magics.notices():
+        print(notice)
+
+
+def unload_ipython_extension(ip: InteractiveShell) -> None:
+    """Undo exactly what :func:`load_ipython_extension` did."""
+    magics = _LOADED.pop(id(ip), None)
+    if magics is not None:
+        _unregister(ip, magics)
+
+
+def _unregister(ip: InteractiveShell, magics: OfoxMagics) -> None:
+    ip.events.unregister("pre_run_cell", magics.pre_run_cell)
+    for kind in ("line", "cell"):
+        table = ip.magics_manager.magics[kind]
+        if getattr(table.get("ofox"), "__self__", None) is magics:
+            del table["ofox"]
+    if ip.magics_manager.registry.get(type(magics).__name__) is magics:
+        del ip.magics_manager.registry[type(magics).__name__]
+    configurables: list[Any] = ip.configurables
+    configurables[:] = [c for c in configurables if c is not magics]
+    session = magics._session
+    if session is not None:
+        session.reset_client()
+        if session.store is not None:
+            session.store.close()

@@ -1,0 +1,334 @@
+"""One notebook's chats and the work of one exchange: build the request, stream it, record it.
+
+:class:`NotebookSession` owns the conversations (in memory and in the :class:`HistoryStore`), a
+lazily created client, and the model catalog (for context sizes and prices). :meth:`ask` runs one
+exchange and reports every stream event to a listener, so the magic and the widgets render the
+same exchange their own way. Nothing here imports IPython; httpx is only imported with the client.
+
+Failure rules (product.md, "Conversation history"): a request that fails before any text arrives
+adds no turn; a stream that breaks or is interrupted keeps its partial text, marked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._conversation import Conversation, Turn
+from ._exceptions import OfoxError, StreamError
+from ._messages import Message, user
+from ._streaming import (
+    ReasoningDelta,
+    Reply,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    events_of_reply,
+)
+
+if TYPE_CHECKING:
+    from ._catalog import ModelInfo
+    from ._client import Client
+    from ._history import HistoryStore
+
+__all__ = ["AskOptions", "Exchange", "Interrupted", "NotebookSession"]
+
+Listener = Callable[[StreamEvent], None]
+
+#: Room kept for the reply when deciding how much history fits the model's context.
+REPLY_RESERVE_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    """What one exchange asks for; the magic and the widgets both build these."""
+
+    model: str
+    chat: str = "main"
+    system: str | None = None
+    new: bool = False
+    history: bool = True  # False: a one-off; history neither sent nor recorded
+    stream: bool = True
+    cell_id: str | None = None
+    images: tuple[Mapping[str, Any], ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)  # temperature, provider, …
+
+
+@dataclass
+class Exchange:
+    """The outcome of one exchange — what ``_ofox`` holds after a ``%%ofox`` cell."""
+
+    reply: Reply
+    chat: str
+    status: str = "complete"  # complete | partial | interrupted
+    turn: Turn | None = None
+    omitted_turns: int = 0
+    first_token_seconds: float | None = None
+    total_seconds: float = 0.0
+    cost: float | None = None
+    error: OfoxError | None = None
+
+    @property
+    def text(self) -> str:
+        return self.reply.text
+
+    @property
+    def offline(self) -> bool:
+        return self.reply.offline
+
+    def __repr__(self) -> str:
+        return (
+            f"<ofox Exchange chat={self.chat!r} model={self.reply.model!r} status={self.status} "
+            f"text={self.reply.text[:40]!r}{'…' if len(self.reply.text) > 40 else ''}>"
+        )
+
+
+class Interrupted(OfoxError):
+    """The user interrupted the kernel; ``exchange`` holds what had arrived (maybe nothing)."""
+
+    hint = "the partial reply was kept"
+
+    def __init__(self, exchange: Exchange | None) -> None:
+        if exchange is None or not exchange.reply.text:
+            super().__init__("interrupted before the reply began", hint="nothing was recorded")
+        else:
+            super().__init__("interrupted")
+        self.exchange = exchange
+
+
+class NotebookSession:
+    """All chats of one notebook, shared by the magic and the widgets."""
+
+    def __init__(
+        self,
+        *,
+        notebook: str,
+        client_factory: Callable[[], Client],
+        store: HistoryStore | None = None,
+        max_context_tokens: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.notebook = notebook
+        self.store = store
+        self.max_context_tokens = max_context_tokens
+        self._client_factory = client_factory
+        self._client: Client | None = None
+        self._catalog: dict[str, ModelInfo] | None = None
+        self._clock = clock
+        self.chats: dict[str, Conversation] = store.load(notebook) if store else {}
+
+    # -- the client and the catalog
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def reset_client(self) -> None:
+        """Forget the client (after login, logout or a config change); the next use makes one."""
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._catalog = None
+
+    def catalog(self, *, refresh: bool = False) -> dict[str, ModelInfo]:
+        """The model catalog by id, fetched once; empty when the server has no usable catalog."""
+        if self._catalog is None or refresh:
+            try:
+                self._catalog = {m.id: m for m in self.client.models()}
+            except OfoxError:
+                if refresh:
+                    raise
+                self._catalog = {}
+        return self._catalog
+
+    def model_info(self, model: str) -> ModelInfo | None:
+        return self.catalog().get(model)
+
+    # -- chats
+
+    def conversation(self, name: str) -> Conversation:
+        if name not in self.chats:
+            self.chats[name] = Conversation(name=name)
+        return self.chats[name]
+
+    def reset(self, chat: str | None = None) -> int:
+        """Clear one chat (or every chat) in memory and in the store; returns turns removed."""
+        names = list(self.chats) if chat is None else [chat]
+        removed = 0
+        for name in names:
+            conversation = self.chats.pop(name, None)
+            removed += len(conversation.turns) if conversation else 0
+        if self.store is not None:
+            self.store.clear(self.notebook, chat)
+        return removed
+
+    def _budget(self, model: str, params: Mapping[str, Any]) -> int | None:
+        limit = self.max_context_tokens
+        if not limit:
+            info = self.model_info(model)
+            limit = info.context_length if info else 0
+        if not limit:
+            return None
+        reserve = params.get("max_tokens") or REPLY_RESERVE_TOKENS
+        return max(limit - int(reserve), 1)
+
+    # -- one exchange
+
+    def ask(self, prompt: str, options: AskOptions, listener: Listener | None = None) -> Exchange:
+        """Send ``prompt`` in ``options.chat`` and stream the answer to ``listener``.
+
+        Raises the client's :class:`OfoxError` when the request fails before any text arrives
+        (nothing is recorded), :class:`Interrupted` on a kernel interrupt (the partial reply is
+        recorded, marked), and returns an :class:`Exchange` otherwise — with ``error`` set when the
+        stream broke after text had arrived.
+        """
+        conversation = self.conversation(options.chat)
+        if options.new:
+            self.reset(options.chat)
+            conversation = self.conversation(options.chat)
+        if options.system is not None and options.history:
+            conversation.system = options.system or None
+            if self.store is not None:
+                self.store.save_chat(self.notebook, options.chat, conversation.system)
+        message = user(prompt, options.images)
+        if options.history:
+            budget = self._budget(options.model, options.params)
+            messages, omitted = conversation.request_messages(
+                message, cell_id=options.cell_id, budget=budget
+            )
+        else:
+            head = [Message(role="system", content=options.system)] if options.system else []
+            messages, omitted = [*head, message], 0
+
+        exchange = self._run(messages, options, listener)
+        exchange.omitted_turns = omitted
+        self._finish(exchange, message, options, conversation)
+        return exchange
+
+    def _run(
+        self, messages: list[Message], options: AskOptions, listener: Listener | None
+    ) -> Exchange:
+        started = self._clock()
+        client = self.client
+        if not options.stream:
+            try:
+                reply = client.chat(messages, model=options.model, **options.params)
+            except KeyboardInterrupt:
+                raise Interrupted(None) from None
+            elapsed = self._clock() - started
+            for event in events_of_reply(reply):
+                if listener:
+                    listener(event)
+            return Exchange(reply, options.chat, first_token_seconds=elapsed, total_seconds=elapsed)
+        try:
+            stream = client.stream(messages, model=options.model, **options.params)
+        except KeyboardInterrupt:
+            raise Interrupted(None) from None
+        first: float | None = None
+        status, error = "complete", None
+        try:
+            for event in stream:
+                if first is None and isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
+                    first = self._clock() - started
+                if listener:
+                    listener(event)
+            reply = stream.reply
+        except KeyboardInterrupt:
+            stream.close()
+            reply, status = stream.partial(), "interrupted"
+        except StreamError as err:
+            reply, status, error = err.partial, "partial", err
+        return Exchange(
+            reply,
+            options.chat,
+            status=status,
+            first_token_seconds=first,
+            total_seconds=self._clock() - started,
+            error=error,
+        )
+
+    def _finish(
+        self, exchange: Exchange, message: Message, options: AskOptions, conv: Conversation
+    ) -> None:
+        reply = exchange.reply
+        info = self.model_info(reply.model) if reply.usage else None
+        exchange.cost = info.cost(reply.usage) if info else None
+        if reply.usage is not None and self.store is not None:
+            self.store.add_usage(
+                self.notebook,
+                reply.model,
+                reply.usage.prompt_tokens,
+                reply.usage.completion_tokens,
+                exchange.cost,
+            )
+        has_content = bool(reply.text or reply.tool_calls)
+        if options.history and (exchange.status == "complete" or has_content):
+            turn = Turn(
+                id=uuid.uuid4().hex,
+                chat=options.chat,
+                user=message,
+                replies=(reply.message,),
+                cell_id=options.cell_id,
+                model=options.model,
+                served_model=reply.model,
+                usage=reply.usage,
+                cost=exchange.cost,
+                finish_reason=reply.finish_reason,
+                status=exchange.status,
+                created=time.time(),
+            )
+            _, replaced = conv.record(turn)
+            if self.store is not None:
+                self.store.save_turn(self.notebook, turn, replaces=replaced)
+            exchange.turn = turn
+        if exchange.status == "interrupted":
+            raise Interrupted(exchange)
+
+    # -- reports
+
+    def usage_rows(self) -> list[tuple[str, int, int, float | None, int]]:
+        return self.store.usage(self.notebook) if self.store is not None else []
+
+    def export(self, path: Path, chat: str | None = None) -> int:
+        """Write the chats (or one) to ``path`` as Markdown (``.md``) or JSON (``.json``)."""
+        chats = [self.chats[chat]] if chat else list(self.chats.values())
+        if path.suffix.lower() == ".json":
+            data = {
+                "notebook": self.notebook,
+                "chats": [
+                    {"name": c.name, "system": c.system, "turns": [t.to_dict() for t in c.turns]}
+                    for c in chats
+                ],
+            }
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        elif path.suffix.lower() in {".md", ".markdown"}:
+            path.write_text(render_markdown(chats), encoding="utf-8")
+        else:
+            raise OfoxError(
+                f"cannot export to {path.name}: unknown format", hint="use a .md or .json path"
+            )
+        return sum(len(c.turns) for c in chats)
+
+
+def render_markdown(chats: list[Conversation]) -> str:
+    """Chats as a Markdown document: one section per chat, one block per message."""
+    lines: list[str] = []
+    for conversation in chats:
+        lines.append(f"# Chat `{conversation.name}`\n")
+        if conversation.system:
+            lines.append(f"**System:** {conversation.system}\n")
+        for number, turn in enumerate(conversation.turns, 1):
+            mark = "" if turn.status == "complete" else f" ({turn.status})"
+            images = len(turn.user.images)
+            attached = f" — {images} image{'s' * (images != 1)}" if images else ""
+            lines.append(f"## {number}. You{attached}\n\n{turn.user.text}\n")
+            model = turn.served_model or turn.model
+            lines.append(f"## {number}. {model}{mark}\n\n{turn.text}\n")
+    return "\n".join(lines)
