@@ -40,7 +40,7 @@ from ._exceptions import (
     ConfigError,
     StreamError,
 )
-from ._messages import Message
+from ._messages import Message, attach_images
 from ._request import RetryPolicy, build_chat_body, status_error
 from ._streaming import (
     Reply,
@@ -164,11 +164,22 @@ def _describe(exc: Exception) -> str:
 
 
 def _chat_body(
-    model: str | None, messages: Messages, stream: bool, **options: Any
+    model: str | None,
+    messages: Messages,
+    stream: bool,
+    images: Sequence[Any] = (),
+    detail: str | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    return build_chat_body(
+    body = build_chat_body(
         model=model or DEFAULT_MODEL, messages=messages, stream=stream, **options
     )
+    if images:
+        from ._images import prepare_image  # Pillow only when an image is actually sent
+
+        parts = [prepare_image(image, detail).part for image in images]
+        body["messages"] = attach_images(body["messages"], parts)
+    return body
 
 
 class ChatStream:
@@ -328,8 +339,10 @@ _CHAT_DOC = """
         Options: ``temperature`` (0–2), ``max_tokens`` (≥ 1), ``top_p`` ((0, 1]),
         ``frequency_penalty``/``presence_penalty`` (−2–2), ``stop``, ``seed``, ``tools`` (OpenAI
         tool definitions), ``tool_choice``, ``response_format``, ``provider`` (OfoxAI routing and
-        failover; see :func:`provider_options`), ``include_usage`` (streams) and ``extra_body``
-        (more top-level fields, passed through as they are).
+        failover; see :func:`provider_options`), ``include_usage`` (streams), ``extra_body``
+        (more top-level fields, passed through as they are), and ``images`` (PIL images,
+        matplotlib figures, bytes, paths or URLs, attached to the last user message) with
+        ``detail`` (auto/low/high).
 """
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._messages import Message, system
+from ._messages import Message, system, text_part
 from ._streaming import Usage
 
-__all__ = ["Conversation", "Turn", "estimate_tokens"]
+__all__ = ["Conversation", "Turn", "estimate_tokens", "strip_images"]
 
 #: A turn's status: the reply finished, a stream broke after text arrived, or the user stopped it.
 STATUSES = ("complete", "partial", "interrupted")
@@ -140,27 +140,55 @@ class Conversation:
 
     def request_messages(
         self, user: Message, *, cell_id: str | None = None, budget: int | None = None
-    ) -> tuple[list[Message], int]:
-        """The messages to send for a new ``user`` message, and how many turns were left out.
+    ) -> tuple[list[Message], int, int]:
+        """The messages to send for a new ``user`` message, the number of turns left out, and
+        the number of earlier images left out.
 
-        A re-run cell sees only the turns before its own; ``budget`` (tokens) leaves out the
-        oldest turns until the estimate fits. The system prompt and the new message always stay.
+        A re-run cell sees only the turns before its own. With a ``budget`` (tokens), what does
+        not fit is left out oldest first — images before whole turns, since an image costs as
+        much as pages of text and the words around it usually still make sense without it. The
+        system prompt and the new message always stay.
         """
         position = self.position_of_cell(cell_id)
-        history = self.turns if position is None else self.turns[:position]
+        history = list(self.turns if position is None else self.turns[:position])
         head = [system(self.system)] if self.system else []
-        kept = list(history)
-        omitted = 0
+        omitted_turns = omitted_images = 0
         if budget is not None:
             fixed = sum(estimate_tokens(m) for m in (*head, user))
-            sizes = [sum(estimate_tokens(m) for m in t.messages) for t in kept]
+            sizes = [sum(estimate_tokens(m) for m in t.messages) for t in history]
             total = fixed + sum(sizes)
-            while kept and total > budget:
+            for index, turn in enumerate(history):
+                if total <= budget:
+                    break
+                if any(m.images for m in turn.messages):
+                    slim = _without_images(turn)
+                    omitted_images += sum(len(m.images) for m in turn.messages)
+                    new_size = sum(estimate_tokens(m) for m in slim.messages)
+                    total += new_size - sizes[index]
+                    history[index], sizes[index] = slim, new_size
+            while history and total > budget:
                 total -= sizes.pop(0)
-                kept.pop(0)
-                omitted += 1
-        messages = head + [m for turn in kept for m in turn.messages] + [user]
-        return messages, omitted
+                history.pop(0)  # its images, if any, were counted when they were slimmed away
+                omitted_turns += 1
+        messages = head + [m for turn in history for m in turn.messages] + [user]
+        return messages, omitted_turns, omitted_images
 
     def clear(self) -> None:
         self.turns.clear()
+
+
+def strip_images(message: Message) -> Message:
+    """The message with each image replaced by a short note, so the model knows one was there."""
+    if not message.images or not isinstance(message.content, tuple):
+        return message
+    parts = tuple(
+        p if p.get("type") != "image_url" else text_part("[an image was here; left out]")
+        for p in message.content
+    )
+    return replace(message, content=parts)
+
+
+def _without_images(turn: Turn) -> Turn:
+    return replace(
+        turn, user=strip_images(turn.user), replies=tuple(strip_images(m) for m in turn.replies)
+    )

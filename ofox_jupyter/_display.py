@@ -23,11 +23,14 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._session import Exchange
 from ._streaming import FinishEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
+
+if TYPE_CHECKING:
+    from ._images import PreparedImage
 
 __all__ = ["LiveReply", "UpdateThrottle", "footer_parts", "format_cost"]
 
@@ -92,6 +95,9 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     if exchange.omitted_turns:
         n = exchange.omitted_turns
         warnings.append(f"{n} earlier turn{'s' * (n != 1)} left out (context full)")
+    if exchange.omitted_images:
+        n = exchange.omitted_images
+        warnings.append(f"{n} earlier image{'s' * (n != 1)} left out (context full)")
     if exchange.status == "interrupted":
         warnings.append("interrupted: partial reply kept")
     elif exchange.status == "partial":
@@ -137,7 +143,30 @@ def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:
     return {"text/markdown": f"{body}\n\n{footer}", "text/plain": plain}
 
 
-Publish = Callable[..., Any]
+def thumbnails_bundle(images: Sequence[PreparedImage]) -> dict[str, str]:
+    """A row of thumbnails of the images sent, and a plain-text line saying what they were."""
+    described = []
+    tags = []
+    for image in images:
+        if image.width and image.mime:
+            what = f"{image.width}×{image.height} {image.mime.split('/')[-1]}"
+        else:
+            what = "URL, sent as is"
+        described.append(f"{image.source or 'image'} ({what})")
+        title = html.escape(f"{image.source}: {what}", quote=True)
+        if image.thumbnail:
+            tags.append(
+                f'<img src="{image.thumbnail}" title="{title}" alt="{title}" '
+                'style="height:80px;margin:0 6px 0 0;border:1px solid #ddd">'
+            )
+        else:
+            tags.append(f'<a href="{html.escape(image.url, quote=True)}">{title}</a>')
+    count = len(images)
+    plain = f"[sent {count} image{'s' * (count != 1)}: {', '.join(described)}]"
+    return {
+        "text/html": '<div class="ofox-images">' + "".join(tags) + "</div>",
+        "text/plain": plain,
+    }
 
 
 class LiveReply:
@@ -170,14 +199,27 @@ class LiveReply:
         self._first_shown = threading.Event()
         self._ticker: threading.Thread | None = None
         self.updates = 0  # live updates sent (for tests and benchmarks)
+        # When the first text reached this renderer, when it had been handed to the frontend, and
+        # when the latest text arrived (readings of ``clock``, monotonic by default; None until
+        # then). bench/display_updates.py reads them through ``OfoxMagics.last_live`` to measure
+        # "first token shown ≤ 50 ms after it arrives" and the chunk rate it streamed at.
+        self.first_text_at: float | None = None
+        self.first_shown_at: float | None = None
+        self.last_text_at: float | None = None
 
     # -- lifecycle
 
-    def start(self) -> None:
+    def start(self, images: Sequence[PreparedImage] = ()) -> None:
+        """Show the images being sent (so the user sees what the model sees), then the status."""
         if self.mode == "text":
+            if images:
+                out = self._out or sys.stdout
+                out.write(thumbnails_bundle(images)["text/plain"] + "\n")
             return
         from IPython.display import display
 
+        if images:
+            display(thumbnails_bundle(images), raw=True)
         self._handle = display(BLANK, raw=True, display_id=True)
         self._update({"text/markdown": self._status()})
         if self._tick_seconds > 0:
@@ -209,14 +251,18 @@ class LiveReply:
 
     def __call__(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
+            now = self.last_text_at = self._clock()
+            if self.first_text_at is None:
+                self.first_text_at = now
             self._text.append(event.text)
             self._size += len(event.text)
             if self.mode == "text":
                 out = self._out or sys.stdout
                 out.write(event.text)
                 out.flush()
+                if self.first_shown_at is None:
+                    self.first_shown_at = self._clock()
                 return
-            now = self._clock()
             if self.throttle.due(now, self._size):
                 self._show(now)
         elif isinstance(event, ToolCallDelta) and event.name:
@@ -229,6 +275,8 @@ class LiveReply:
             self._first_shown.set()
             self.throttle.mark(now, self._size)
             self._update({"text/markdown": "".join(self._text) + " ▍"})
+            if self.first_shown_at is None:
+                self.first_shown_at = self._clock()
 
     # -- the end
 

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -71,12 +72,16 @@ def notebook_key(user_ns: Mapping[str, Any] | None = None) -> tuple[str, bool]:
     vscode = (user_ns or {}).get("__vsc_ipynb_file__")
     if isinstance(vscode, str) and vscode:
         return vscode, True
-    try:
-        from ipykernel import get_connection_file
-
-        return f"kernel:{Path(get_connection_file()).stem}", False
-    except Exception:  # noqa: BLE001 - not in a kernel (terminal IPython, tests)
-        return f"process:{os.getpid()}", False
+    # Only ask ipykernel when it is already running this process: importing it just to find out
+    # would cost terminal IPython ~160 ms (zmq, jupyter_client) at every %load_ext.
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    app = getattr(kernelapp, "IPKernelApp", None)
+    if app is not None and app.initialized():
+        try:
+            return f"kernel:{Path(app.instance().connection_file).stem}", False
+        except Exception:  # noqa: BLE001 - an unusual kernel set-up: fall back to the process
+            pass
+    return f"process:{os.getpid()}", False
 
 
 class HistoryStore:
@@ -219,11 +224,14 @@ class HistoryStore:
 
     @staticmethod
     def _image_parts(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The ``image_url`` dicts of a turn's JSON, each replaced by a fresh copy first, so
+        rewriting their URLs can never reach a message still in memory."""
         for message in (data["user"], *data["replies"]):
             content = message.get("content")
             if isinstance(content, list):
                 for part in content:
                     if part.get("type") == "image_url":
+                        part["image_url"] = dict(part["image_url"])
                         yield part["image_url"]
 
     def _store_images(self, db: sqlite3.Connection, data: dict[str, Any]) -> None:

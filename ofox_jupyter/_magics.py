@@ -22,16 +22,20 @@ from traitlets import Enum, Float, Int, Unicode, observe
 
 from ._config import DEFAULT_MODEL, OFFLINE, Secret, Timeouts, resolve_settings
 from ._display import LiveReply, format_cost
-from ._exceptions import OfoxError
+from ._exceptions import ImageError, OfoxError
 from ._history import HistoryStore, default_history_path, notebook_key
+from ._recent import RecentImages
 from ._request import ROUTING_CHOICES, check_ranges, provider_options
 from ._session import AskOptions, Exchange, Interrupted, NotebookSession
 from ._template import interpolate
+
+DETAILS = ("auto", "low", "high")  # as in _images, which is not imported until an image is sent
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import Client
+    from ._images import PreparedImage
 
 __all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -78,6 +82,10 @@ class OfoxMagics(Magics):
         self._cell_id: str | None = None
         self._session: NotebookSession | None = None
         self.restored_notice: str | None = None
+        #: The renderer of the last ``%%ofox`` cell, kept for inspection: its ``updates`` count
+        #: and ``first_text_at``/``first_shown_at`` timings (bench/display_updates.py reads them).
+        self.last_live: LiveReply | None = None
+        self.recent = RecentImages()
         super().__init__(shell=shell, **kwargs)
 
     # -- wiring
@@ -165,6 +173,15 @@ class OfoxMagics(Magics):
     @argument("--new", action="store_true", help="start that conversation afresh")
     @argument("--no-history", action="store_true", help="a one-off: history not sent or kept")
     @argument("-o", "--out", help="store the reply text in this variable")
+    @argument(
+        "-i",
+        "--image",
+        action="append",
+        default=[],
+        help="attach an image (repeatable): a variable holding a PIL image, a matplotlib figure, "
+        "bytes, a path or a URL; or 'last', the image this kernel displayed most recently",
+    )
+    @argument("--detail", choices=DETAILS, help="vision detail of the attached images")
     @argument("--format", choices=("markdown", "text"), help="how the reply is shown")
     @argument("--routing", choices=ROUTING_CHOICES, help="OfoxAI provider routing")
     @argument("--fallback", help="comma-separated models to fail over to")
@@ -182,14 +199,15 @@ class OfoxMagics(Magics):
             args = self.ofox_cell.parser.parse_args(shlex.split(line))
         except ValueError as err:
             raise _fail(f"%%ofox options: {err}") from None
-        options, prompt = self._ask_options(args, cell)
+        options, prompt, images = self._ask_options(args, cell)
         live = LiveReply(
             options.model,
             mode=self._mode(),
             fmt=args.format or str(self.format),
             max_rate=self.max_updates_per_second,
         )
-        live.start()
+        self.last_live = live
+        live.start(images)
         try:
             exchange = self.session.ask(prompt, options, live)
         except Interrupted as stop:
@@ -207,7 +225,7 @@ class OfoxMagics(Magics):
         if exchange.error is not None:
             raise _fail(exchange.error)
 
-    def _ask_options(self, args: Any, cell: str) -> tuple[AskOptions, str]:
+    def _ask_options(self, args: Any, cell: str) -> tuple[AskOptions, str, list[PreparedImage]]:
         """Check every option before anything is sent; a bad one is a one-line UsageError."""
         prompt = cell.strip("\n")
         if not prompt.strip():
@@ -231,6 +249,9 @@ class OfoxMagics(Magics):
             }
             params = {k: v for k, v in params.items() if v is not None}
             check_ranges(params)  # the same checks the client applies, before anything is sent
+            images = [self._image(name, args.detail) for name in args.image]
+            if images:
+                self.session.check_vision(args.model or str(self.model))
         except OfoxError as err:
             raise _fail(err) from None
         options = AskOptions(
@@ -241,9 +262,32 @@ class OfoxMagics(Magics):
             history=not args.no_history,
             stream=not args.no_stream,
             cell_id=self._cell_id,
+            images=tuple(image.part for image in images),
             params=params,
         )
-        return options, prompt
+        return options, prompt, images
+
+    def _image(self, name: str, detail: str | None) -> PreparedImage:
+        """``--image NAME``: a variable, ``last``, or (as a convenience) a literal URL or path."""
+        from ._images import prepare_image  # Pillow is imported only when an image is sent
+
+        ns = self.shell.user_ns if self.shell is not None else {}
+        if name == "last" and "last" not in ns:
+            data = self.recent.last()
+            if data is None:
+                raise ImageError(
+                    "--image last: no image has been displayed in this kernel yet",
+                    hint="plot or display an image first, or name a variable",
+                )
+            return prepare_image(data, detail, name="last")
+        if name in ns:
+            return prepare_image(ns[name], detail, name=name)
+        if name.startswith(("http://", "https://")) or Path(name).expanduser().is_file():
+            return prepare_image(name, detail, name=Path(name).name or name)
+        raise ImageError(
+            f"--image: no variable named {name!r}",
+            hint="assign the image to a variable first, or use --image last",
+        )
 
     def _publish(self, exchange: Exchange, out: str | None) -> None:
         if self.shell is None:
@@ -464,6 +508,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     magics = OfoxMagics(shell=ip)
     ip.register_magics(magics)
     ip.events.register("pre_run_cell", magics.pre_run_cell)
+    magics.recent.install(ip)
     _LOADED[id(ip)] = magics
     for notice in magics.notices():
         print(notice)
@@ -478,6 +523,7 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
 
 def _unregister(ip: InteractiveShell, magics: OfoxMagics) -> None:
     ip.events.unregister("pre_run_cell", magics.pre_run_cell)
+    magics.recent.uninstall()
     for kind in ("line", "cell"):
         table = ip.magics_manager.magics[kind]
         if getattr(table.get("ofox"), "__self__", None) is magics:

@@ -13,11 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._exceptions import RequestValidationError
+
 __all__ = [
     "Message",
     "Role",
     "ToolCall",
     "assistant",
+    "attach_images",
     "image_part",
     "messages_to_wire",
     "system",
@@ -84,7 +87,7 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role}
         if isinstance(self.content, tuple):
-            out["content"] = [dict(p) for p in self.content]
+            out["content"] = [_copy_part(p) for p in self.content]
         else:
             out["content"] = self.content
         if self.tool_calls:
@@ -112,6 +115,11 @@ class Message:
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
         )
+
+
+def _copy_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy deep enough that changing the result never changes the (frozen) message."""
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in part.items()}
 
 
 def text_part(text: str) -> dict[str, Any]:
@@ -168,3 +176,22 @@ def _extra_keys(message: Mapping[str, Any]) -> dict[str, Any]:
     """Keys of a caller's message dict that :class:`Message` does not model; passed through."""
     known = {"role", "content", "tool_calls", "tool_call_id", "name"}
     return {k: v for k, v in message.items() if k not in known}
+
+
+def attach_images(
+    wire: list[dict[str, Any]], parts: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Wire messages with ``parts`` appended to the last user message (made multimodal)."""
+    for index in range(len(wire) - 1, -1, -1):
+        if wire[index].get("role") != "user":
+            continue
+        message = dict(wire[index])
+        content = message.get("content")
+        if isinstance(content, list):
+            existing = list(content)
+        else:
+            existing = [text_part(content)] if content else []
+        message["content"] = existing + [dict(p) for p in parts]
+        return wire[:index] + [message] + wire[index + 1 :]
+    raise RequestValidationError("images need a user message to go with")
+

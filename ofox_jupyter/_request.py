@@ -8,7 +8,6 @@ OfoxAI ``provider`` extension and pass-through extras, values checked before sen
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import re
@@ -184,6 +183,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
+            import email.utils  # rare (an HTTP date), and costly to import at extension load
+
             parsed = email.utils.parsedate_tz(value)
             if parsed is not None:
                 return max(0.0, email.utils.mktime_tz(parsed) - time.time())

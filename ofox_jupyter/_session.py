@@ -12,15 +12,15 @@ adds no turn; a stream that breaks or is interrupted keeps its partial text, mar
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._conversation import Conversation, Turn
-from ._exceptions import OfoxError, StreamError
+from ._conversation import Conversation, Turn, strip_images
+from ._exceptions import ImageError, OfoxError, StreamError
 from ._messages import Message, user
 from ._streaming import (
     ReasoningDelta,
@@ -68,6 +68,7 @@ class Exchange:
     status: str = "complete"  # complete | partial | interrupted
     turn: Turn | None = None
     omitted_turns: int = 0
+    omitted_images: int = 0
     first_token_seconds: float | None = None
     total_seconds: float = 0.0
     cost: float | None = None
@@ -200,17 +201,35 @@ class NotebookSession:
         message = user(prompt, options.images)
         if options.history:
             budget = self._budget(options.model, options.params)
-            messages, omitted = conversation.request_messages(
+            messages, omitted, omitted_images = conversation.request_messages(
                 message, cell_id=options.cell_id, budget=budget
             )
         else:
             head = [Message(role="system", content=options.system)] if options.system else []
-            messages, omitted = [*head, message], 0
+            messages, omitted, omitted_images = [*head, message], 0, 0
+        if options.images:
+            self.check_vision(options.model)
+        elif not self._takes_images(options.model):
+            # Earlier turns had images but this model reads text only: send their notes instead.
+            messages = [strip_images(m) for m in messages]
 
         exchange = self._run(messages, options, listener)
         exchange.omitted_turns = omitted
+        exchange.omitted_images = omitted_images
         self._finish(exchange, message, options, conversation)
         return exchange
+
+    def _takes_images(self, model: str) -> bool:
+        info = self.model_info(model)
+        return info is None or info.vision  # unknown to the catalog: let the server decide
+
+    def check_vision(self, model: str) -> None:
+        """Refuse, before any request, to send images to a model the catalog says is text-only."""
+        if not self._takes_images(model):
+            raise ImageError(
+                f"{model} does not accept images",
+                hint="pick a vision model (%ofox models shows a vision badge)",
+            )
 
     def _run(
         self, messages: list[Message], options: AskOptions, listener: Listener | None
@@ -271,7 +290,7 @@ class NotebookSession:
         has_content = bool(reply.text or reply.tool_calls)
         if options.history and (exchange.status == "complete" or has_content):
             turn = Turn(
-                id=uuid.uuid4().hex,
+                id=os.urandom(16).hex(),  # not uuid: importing it costs milliseconds at load
                 chat=options.chat,
                 user=message,
                 replies=(reply.message,),

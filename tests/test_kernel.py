@@ -1,0 +1,298 @@
+"""``%%ofox`` in a real ipykernel, watched from the frontend's side of the wire.
+
+The other magic tests drive an in-process ``InteractiveShell``; these start a real kernel with
+jupyter_client and read every iopub message of an execution, as JupyterLab would. That is the only
+place where some things can fail: the status ticker runs on its own thread (its updates must carry
+the cell's parent header to reach the cell), cell ids come from the execute request's metadata,
+and history has to survive a real kernel restart.
+
+Each kernel runs offline (no ``OFOX_API_KEY``/``OFOX_BASE_URL``: the built-in emulator, in the
+kernel's own process) with its history in a temporary SQLite file. Times are taken from the
+messages' header dates, i.e. when the kernel published them, not when this process read them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+BLANK = {"text/plain": ""}
+STATUS = re.compile(r"^⏳ \*(?P<model>[^*]+)\* · (?P<seconds>\d+\.\d) s$")
+MAGICS = "get_ipython().magics_manager.registry['OfoxMagics']"
+TIMEOUT = 60.0  # seconds for any one execution; a hung kernel fails the test, not the run
+
+
+@dataclass
+class Display:
+    """One ``display_data`` or ``update_display_data`` message, reduced to what the tests need."""
+
+    msg_type: str
+    data: dict[str, str]
+    metadata: dict[str, Any]
+    display_id: str | None
+    at: float  # when the kernel published it (header date, seconds since the epoch)
+
+    @property
+    def markdown(self) -> str:
+        return self.data.get("text/markdown", "")
+
+    @property
+    def status_seconds(self) -> float | None:
+        """The elapsed seconds of a status line (``⏳ *model* · 1.0 s``); None for other output."""
+        match = STATUS.match(self.markdown)
+        return float(match["seconds"]) if match else None
+
+    @property
+    def is_status(self) -> bool:
+        return self.status_seconds is not None
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(value.encode()) for value in self.data.values())
+
+
+@dataclass
+class Execution:
+    """Everything the kernel said about one execute request."""
+
+    messages: list[dict[str, Any]]
+    reply: dict[str, Any]
+    foreign: list[dict[str, Any]] = field(default_factory=list)  # iopub of other parents
+
+    def ok(self) -> Execution:
+        content = self.reply["content"]
+        assert content["status"] == "ok", f"{content.get('ename')}: {content.get('evalue')}"
+        return self
+
+    @property
+    def stdout(self) -> str:
+        return "".join(
+            m["content"]["text"]
+            for m in self.messages
+            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+        )
+
+    @property
+    def displays(self) -> list[Display]:
+        return [
+            Display(
+                m["msg_type"],
+                m["content"]["data"],
+                m["content"].get("metadata", {}),
+                m["content"].get("transient", {}).get("display_id"),
+                m["header"]["date"].timestamp(),
+            )
+            for m in self.messages
+            if m["msg_type"] in ("display_data", "update_display_data")
+        ]
+
+
+class Kernel:
+    """A real ipykernel and a blocking client, sending execute requests like a frontend."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.km: KernelManager
+        self.kc: BlockingKernelClient
+        self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=TIMEOUT)
+
+    def execute(self, code: str, cell_id: str | None = None) -> Execution:
+        """Run ``code``; a ``cell_id`` goes in ``metadata.cellId``, as JupyterLab sends it."""
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        metadata = {"cellId": cell_id} if cell_id is not None else {}
+        request = self.kc.session.msg("execute_request", content, metadata=metadata)
+        self.kc.shell_channel.send(request)
+        msg_id = request["header"]["msg_id"]
+        mine: list[dict[str, Any]] = []
+        foreign: list[dict[str, Any]] = []
+        while True:  # until the kernel goes idle for this request: all its output has been sent
+            try:
+                message = self.kc.get_iopub_msg(timeout=TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"no idle status within {TIMEOUT} s for {code!r}") from None
+            if message["parent_header"].get("msg_id") != msg_id:
+                foreign.append(message)
+                continue
+            mine.append(message)
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        while True:
+            reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return Execution(mine, reply, foreign)
+
+    def evaluate(self, expression: str) -> Any:
+        """The JSON value of ``expression`` in the kernel."""
+        run = self.execute(f"import json as _json; print(_json.dumps({expression}))").ok()
+        return json.loads(run.stdout)
+
+    def restart(self) -> None:
+        self.km.restart_kernel(now=False)
+        self.kc.wait_for_ready(timeout=TIMEOUT)
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
+
+def kernel_env(tmp: Path, notebook: str | None = None) -> dict[str, str]:
+    """This process's environment, offline, with a private history and (maybe) a notebook path."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("OFOX_") and name != "JPY_SESSION_NAME"
+    }
+    env["OFOX_HISTORY_PATH"] = str(tmp / "history.sqlite3")
+    if notebook is not None:
+        env["JPY_SESSION_NAME"] = notebook
+    return env
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    """One offline kernel with the extension loaded, shared by the tests of this module."""
+    kernel = Kernel(kernel_env(tmp_path_factory.mktemp("kernel")))
+    try:
+        loaded = kernel.execute("%load_ext ofox_jupyter").ok()
+        assert "ofox: offline" in loaded.stdout
+        yield kernel
+    finally:
+        kernel.shutdown()
+
+
+def live_and_final(run: Execution) -> tuple[list[Display], Display]:
+    """The live output's messages (its first display and its updates) and the final display."""
+    displays = run.displays
+    first = displays[0]
+    assert first.msg_type == "display_data" and first.data == BLANK and first.display_id
+    live = [d for d in displays if d.display_id == first.display_id]
+    others = [d for d in displays if d.display_id != first.display_id]
+    assert [d.msg_type for d in live[1:]] == ["update_display_data"] * (len(live) - 1)
+    assert len(others) == 1 and others[0].msg_type == "display_data", "one final display_data"
+    return live, others[0]
+
+
+def test_streaming_is_throttled_in_a_real_kernel(kernel: Kernel) -> None:
+    run = kernel.execute(
+        "%%ofox --chat throttle\nStream a long one. [emulator-words: 2000] [emulator-delay: 0.0005]"
+    ).ok()
+    reply = kernel.evaluate("_ofox.text")
+    turn_id = kernel.evaluate("_ofox.turn.id")
+    live, final = live_and_final(run)
+
+    texts = [i for i, d in enumerate(live) if d.markdown and not d.is_status]
+    assert texts, "the reply never showed while streaming"
+    first_text = live[texts[0]]
+    assert all(d.is_status for d in live[1 : texts[0]])  # before the text: the status line only
+    assert live[-1].data == BLANK  # the live output ends blank; the reply is the final display
+    assert live[-1].at <= final.at
+
+    streaming = final.at - first_text.at
+    assert streaming >= 1.0, f"streamed in {streaming:.2f} s: too fast to test the throttle"
+    later = live[texts[0] + 1 :]  # the updates after the first text (the final blank included)
+    rate = len(later) / streaming
+    assert len(texts) >= 5, "the reply was not updated in place while streaming"
+    assert rate <= 15, f"{len(later)} updates in {streaming:.2f} s = {rate:.1f}/s"
+
+    sent = sum(d.payload_bytes for d in run.displays)
+    ratio = sent / len(reply.encode())
+    assert ratio <= 20, f"{sent:,} display bytes for a {len(reply.encode()):,}-byte reply"
+
+    assert final.markdown.startswith(reply) and len(reply.split()) > 2000
+    assert final.data["text/plain"].startswith(reply)
+    provenance = final.metadata["ofox"]
+    assert provenance["chat"] == "throttle" and provenance["turn_id"] == turn_id
+    assert provenance["status"] == "complete" and provenance["offline"] is True
+    assert provenance["usage"]["completion_tokens"] > 2000
+    assert not [m for m in run.foreign if m["msg_type"].endswith("display_data")]
+
+
+def test_cell_ids_from_the_frontend(kernel: Kernel) -> None:
+    def ask(text: str, cell_id: str | None) -> None:
+        kernel.execute(f"%%ofox --chat cells\n{text}", cell_id=cell_id).ok()
+
+    def turns() -> list[list[str | None]]:
+        return kernel.evaluate(  # type: ignore[no-any-return]
+            f"[[t.cell_id, t.user.text] for t in {MAGICS}.session.chats['cells'].turns]"
+        )
+
+    ask("first question", "cell-a")
+    ask("second question", "cell-b")
+    assert turns() == [["cell-a", "first question"], ["cell-b", "second question"]]
+
+    ask("first question, edited", "cell-a")  # re-running a cell replaces its turn in place
+    assert turns() == [["cell-a", "first question, edited"], ["cell-b", "second question"]]
+    # ... and the re-run sent only the turns before it (none): the emulator counts the turns.
+    assert "· turn 1*" in kernel.evaluate("_ofox.text")
+
+    ask("third question", "cell-c")  # a different cell appends
+    ask("no cell id", None)  # so does a request without one (nbclient, nbval)
+    ask("no cell id", None)
+    assert [cell for cell, _ in turns()] == ["cell-a", "cell-b", "cell-c", None, None]
+
+    history = kernel.execute("%ofox history --chat cells").ok().displays[0].data["text/plain"]
+    questions = re.findall(r"^## \d+\. You\n\n(.*)$", history, re.M)
+    assert questions == [
+        "first question, edited",
+        "second question",
+        "third question",
+        "no cell id",
+        "no cell id",
+    ]
+
+
+def test_status_line_ticks_before_the_first_token(kernel: Kernel) -> None:
+    run = kernel.execute("%%ofox --chat slow\nTake your time. [emulator-fault: slow:1.2]").ok()
+    live, final = live_and_final(run)
+    texts = [i for i, d in enumerate(live) if d.markdown and not d.is_status]
+    before = live[1 : texts[0]]
+    statuses = [s for d in before if (s := d.status_seconds) is not None]
+    assert len(statuses) == len(before), "only status lines before the reply"
+    # The first status is shown by the magic itself at 0.0 s; later ones come from the ticker
+    # thread (every 0.5 s), and they only reach this cell if they carry its parent header.
+    assert statuses[0] == 0.0
+    ticks = statuses[1:]
+    assert ticks, "the ticker's status updates never reached the cell"
+    assert ticks[0] >= 0.4 and ticks == sorted(ticks)
+    assert live[texts[0]].markdown.startswith("*Offline")  # then the reply took over
+    assert "Take your time." in final.markdown
+    assert not [m for m in run.foreign if m["msg_type"].endswith("display_data")]
+
+
+def test_history_survives_a_kernel_restart(tmp_path: Path) -> None:
+    kernel = Kernel(kernel_env(tmp_path, notebook=str(tmp_path / "nb.ipynb")))
+    try:
+        kernel.execute("%load_ext ofox_jupyter").ok()
+        kernel.execute("%%ofox\nWhat survives a restart?", cell_id="cell-1").ok()
+        before = kernel.evaluate("__import__('os').getpid()")
+
+        kernel.restart()
+        assert kernel.evaluate("__import__('os').getpid()") != before  # a new process
+        loaded = kernel.execute("%load_ext ofox_jupyter").ok()
+        assert f"ofox: restored 1 turn of chat main for {tmp_path / 'nb.ipynb'}" in loaded.stdout
+        history = kernel.execute("%ofox history").ok().displays[0].data["text/plain"]
+        assert "What survives a restart?" in history
+
+        # The restored turn keeps its cell id: re-running that cell still replaces it.
+        kernel.execute("%%ofox\nWhat survives a restart, really?", cell_id="cell-1").ok()
+        assert kernel.evaluate(f"[t.user.text for t in {MAGICS}.session.chats['main'].turns]") == [
+            "What survives a restart, really?"
+        ]
+    finally:
+        kernel.shutdown()
