@@ -296,3 +296,21 @@ def test_history_survives_a_kernel_restart(tmp_path: Path) -> None:
         ]
     finally:
         kernel.shutdown()
+
+
+def test_image_last_picks_up_an_inline_plot(kernel: Kernel) -> None:
+    """The inline backend closes a figure once shown; ``--image last`` still sends the plot."""
+    plotted = kernel.execute(
+        "%matplotlib inline\n"
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([0, 1, 2, 3], [0, 1, 4, 9])\n"
+        "plt.title('squares');"
+    ).ok()
+    assert any("image/png" in d.data for d in plotted.displays), "the plot was displayed"
+    run = kernel.execute("%%ofox -i last\nWhat does this plot show?").ok()
+    thumbnails = run.displays[0]
+    assert thumbnails.data["text/plain"].startswith("[sent 1 image: last (")
+    assert '<img src="data:image/jpeg;base64,' in thumbnails.data["text/html"]
+    final = run.displays[-1]
+    described = re.findall(r"^Image 1: (.*)$", final.markdown, re.M)
+    assert described and "looks like a chart" in described[0], final.markdown
