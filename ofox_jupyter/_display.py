@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveReply", "UpdateThrottle", "footer_parts", "format_cost"]
 
+#: Ends the live text while the reply is still arriving (the demo strips it when echoing).
+CURSOR = " ▍"
 #: What the live output holds before and after streaming (see the module docstring).
 BLANK: dict[str, str] = {"text/plain": ""}
 
@@ -274,7 +276,7 @@ class LiveReply:
         with self._lock:
             self._first_shown.set()
             self.throttle.mark(now, self._size)
-            self._update({"text/markdown": "".join(self._text) + " ▍"})
+            self._update({"text/markdown": "".join(self._text) + CURSOR})
             if self.first_shown_at is None:
                 self.first_shown_at = self._clock()
 

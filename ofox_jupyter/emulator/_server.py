@@ -2,11 +2,16 @@
 
 uvicorn and starlette are imported in :meth:`Emulator.start`, not at import time, so that importing
 this module (which the client does for its offline default) stays cheap.
+
+``OFOX_EMULATOR_DELAY`` (seconds between streamed chunks, default 0) slows the shared emulator
+down so that streaming can be watched, e.g. by ``ofox-jupyter demo``.
 """
 
 from __future__ import annotations
 
 import atexit
+import math
+import os
 import socket
 import threading
 import time
@@ -18,7 +23,10 @@ from ._state import EmulatorState, RecordedRequest
 if TYPE_CHECKING:
     from ._thread import ThreadServer
 
-__all__ = ["Emulator", "shared_emulator"]
+__all__ = ["DELAY_ENV", "Emulator", "shared_delay", "shared_emulator"]
+
+#: Environment variable: seconds between streamed chunks of the shared (offline default) emulator.
+DELAY_ENV = "OFOX_EMULATOR_DELAY"
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -184,12 +192,33 @@ _shared_lock = threading.Lock()
 _atexit_registered = False
 
 
+def shared_delay() -> float:
+    """Seconds between chunks for the shared emulator, from ``OFOX_EMULATOR_DELAY`` (default 0).
+
+    Raises ``ValueError`` naming the variable when it is not a finite number ≥ 0: a typo should
+    be reported, not silently turned into "no delay".
+    """
+    raw = os.environ.get(DELAY_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        delay = float(raw)
+    except ValueError:
+        delay = math.nan
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError(f"{DELAY_ENV} must be a number of seconds >= 0, not {raw!r}")
+    return delay
+
+
 def shared_emulator() -> Emulator:
-    """The process-wide emulator (no key, no delay), started on first use; stopped at exit."""
+    """The process-wide emulator (no key), started on first use; stopped at exit.
+
+    Its delay between streamed chunks is read from ``OFOX_EMULATOR_DELAY`` when it starts.
+    """
     global _shared, _atexit_registered
     with _shared_lock:
         if _shared is None or not _shared.running:
-            _shared = Emulator().start()
+            _shared = Emulator(delay=shared_delay()).start()
             if not _atexit_registered:
                 atexit.register(_stop_shared)
                 _atexit_registered = True
