@@ -171,6 +171,14 @@ def _chat_body(
     detail: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
+    tools = options.get("tools")
+    if tools:
+        # Python functions are welcome: their definitions are built from their signatures.
+        from ._tools import Tool
+
+        options["tools"] = [
+            t if isinstance(t, Mapping) else Tool.from_function(t).definition() for t in tools
+        ]
     body = build_chat_body(
         model=model or DEFAULT_MODEL, messages=messages, stream=stream, **options
     )
@@ -338,9 +346,10 @@ _CHAT_DOC = """
         ``messages`` is a prompt string or a list of messages (:class:`Message` or wire dicts).
         Options: ``temperature`` (0–2), ``max_tokens`` (≥ 1), ``top_p`` ((0, 1]),
         ``frequency_penalty``/``presence_penalty`` (−2–2), ``stop``, ``seed``, ``tools`` (OpenAI
-        tool definitions), ``tool_choice``, ``response_format``, ``provider`` (OfoxAI routing and
-        failover; see :func:`provider_options`), ``include_usage`` (streams), ``extra_body``
-        (more top-level fields, passed through as they are), and ``images`` (PIL images,
+        tool definitions, or Python functions), ``tool_choice``, ``response_format``,
+        ``provider`` (OfoxAI routing and failover; see :func:`provider_options`),
+        ``include_usage`` (streams), ``extra_body`` (more top-level fields, passed through as
+        they are), and ``images`` (PIL images,
         matplotlib figures, bytes, paths or URLs, attached to the last user message) with
         ``detail`` (auto/low/high).
 """

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import contextvars
 import html
-import math
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._session import Exchange
-from ._streaming import FinishEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
+from ._render import call_block, final_bundle, footer_parts, provenance, thumbnails_bundle
+from ._session import Exchange, RoundStart, SessionEvent
+from ._streaming import FinishEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._tools import ToolResult
 
 if TYPE_CHECKING:
     from ._images import PreparedImage
 
-__all__ = ["LiveReply", "UpdateThrottle", "footer_parts", "format_cost"]
+__all__ = ["BLANK", "CURSOR", "LiveReply", "UpdateThrottle"]
 
 #: Ends the live text while the reply is still arriving (the demo strips it when echoing).
 CURSOR = " ▍"
@@ -60,115 +61,14 @@ class UpdateThrottle:
         self._last_time, self._last_size = now, size
 
 
-def format_cost(cost: float) -> str:
-    """Dollars, two significant digits for tiny sums: ``$0.000011``, ``$0.0042``, ``$1.25``."""
-    if cost <= 0:
-        return "$0"
-    if cost >= 0.01:
-        return f"${cost:.2f}"
-    digits = 1 - math.floor(math.log10(cost))  # two significant digits
-    return f"${cost:.{digits}f}"
+class _LiveCall:
+    """A tool call as it streams in: name, arguments so far, and its result once run."""
 
-
-def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
-    """The footer's facts and its warnings, as short phrases."""
-    reply = exchange.reply
-    facts: list[str] = []
-    if reply.fell_back:
-        facts.append(f"answered by {reply.model} (fallback from {reply.requested_model})")
-    else:
-        facts.append(reply.model)
-    if exchange.chat != "main":
-        facts.append(f"chat {exchange.chat}")
-    if reply.usage is not None:
-        facts.append(f"{reply.usage.prompt_tokens:,} → {reply.usage.completion_tokens:,} tokens")
-    if exchange.cost is not None:
-        facts.append(format_cost(exchange.cost))
-    if exchange.first_token_seconds is not None:
-        facts.append(f"first token {exchange.first_token_seconds:.2f} s")
-    facts.append(f"{exchange.total_seconds:.2f} s")
-    if reply.offline:
-        facts.append("offline emulator")
-    warnings: list[str] = []
-    if reply.finish_reason == "length":
-        warnings.append("cut off: raise --max-tokens")
-    elif reply.finish_reason == "content_filter":
-        warnings.append("stopped by the content filter")
-    if exchange.omitted_turns:
-        n = exchange.omitted_turns
-        warnings.append(f"{n} earlier turn{'s' * (n != 1)} left out (context full)")
-    if exchange.omitted_images:
-        n = exchange.omitted_images
-        warnings.append(f"{n} earlier image{'s' * (n != 1)} left out (context full)")
-    if exchange.status == "interrupted":
-        warnings.append("interrupted: partial reply kept")
-    elif exchange.status == "partial":
-        warnings.append("stream broke: partial reply kept")
-    return facts, warnings
-
-
-def provenance(exchange: Exchange) -> dict[str, Any]:
-    """Output metadata saying where a reply came from — never anything secret."""
-    reply = exchange.reply
-    return {
-        "ofox": {
-            "chat": exchange.chat,
-            "turn_id": exchange.turn.id if exchange.turn else None,
-            "model": reply.model,
-            "requested_model": reply.requested_model,
-            "status": exchange.status,
-            "finish_reason": reply.finish_reason,
-            "offline": reply.offline,
-            "usage": None
-            if reply.usage is None
-            else {
-                "prompt_tokens": reply.usage.prompt_tokens,
-                "completion_tokens": reply.usage.completion_tokens,
-                "total_tokens": reply.usage.total_tokens,
-            },
-            "cost": exchange.cost,
-        }
-    }
-
-
-def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:
-    """The finished reply with its footer, as a MIME bundle."""
-    facts, warnings = footer_parts(exchange)
-    text = exchange.reply.text
-    plain_footer = " · ".join(facts + [f"⚠ {w}" for w in warnings])
-    plain = f"{text}\n\n— {plain_footer}" if text else f"— {plain_footer}"
-    if fmt == "text":
-        return {"text/plain": plain}
-    shown = [html.escape(f) for f in facts] + [f"⚠️ {html.escape(w)}" for w in warnings]
-    footer = "<sub>" + " · ".join(shown) + "</sub>"
-    body = text if text else "*(no text)*"
-    return {"text/markdown": f"{body}\n\n{footer}", "text/plain": plain}
-
-
-def thumbnails_bundle(images: Sequence[PreparedImage]) -> dict[str, str]:
-    """A row of thumbnails of the images sent, and a plain-text line saying what they were."""
-    described = []
-    tags = []
-    for image in images:
-        if image.width and image.mime:
-            what = f"{image.width}×{image.height} {image.mime.split('/')[-1]}"
-        else:
-            what = "URL, sent as is"
-        described.append(f"{image.source or 'image'} ({what})")
-        title = html.escape(f"{image.source}: {what}", quote=True)
-        if image.thumbnail:
-            tags.append(
-                f'<img src="{image.thumbnail}" title="{title}" alt="{title}" '
-                'style="height:80px;margin:0 6px 0 0;border:1px solid #ddd">'
-            )
-        else:
-            tags.append(f'<a href="{html.escape(image.url, quote=True)}">{title}</a>')
-    count = len(images)
-    plain = f"[sent {count} image{'s' * (count != 1)}: {', '.join(described)}]"
-    return {
-        "text/html": '<div class="ofox-images">' + "".join(tags) + "</div>",
-        "text/plain": plain,
-    }
+    def __init__(self, name: str, call_id: str | None) -> None:
+        self.name = name
+        self.id = call_id
+        self.arguments: list[str] = []
+        self.result: ToolResult | None = None
 
 
 class LiveReply:
@@ -193,9 +93,11 @@ class LiveReply:
         self._out = stream
         self._tick_seconds = tick_seconds
         self._started = clock()
-        self._text: list[str] = []
+        # What has arrived, in order: runs of text (lists of pieces) and tool calls.
+        self._segments: list[list[str] | _LiveCall] = []
+        self._calls: dict[tuple[int, int], _LiveCall] = {}
+        self._round = 0
         self._size = 0
-        self._tool_names: list[str] = []
         self._handle: Any = None
         self._lock = threading.Lock()
         self._first_shown = threading.Event()
@@ -251,32 +153,81 @@ class LiveReply:
 
     # -- events
 
-    def __call__(self, event: StreamEvent) -> None:
+    def __call__(self, event: SessionEvent) -> None:
         if isinstance(event, TextDelta):
-            now = self.last_text_at = self._clock()
-            if self.first_text_at is None:
-                self.first_text_at = now
-            self._text.append(event.text)
-            self._size += len(event.text)
-            if self.mode == "text":
-                out = self._out or sys.stdout
-                out.write(event.text)
-                out.flush()
-                if self.first_shown_at is None:
-                    self.first_shown_at = self._clock()
-                return
-            if self.throttle.due(now, self._size):
-                self._show(now)
-        elif isinstance(event, ToolCallDelta) and event.name:
-            self._tool_names.append(event.name)
+            self._on_text(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self._on_call_fragment(event)
+        elif isinstance(event, ToolResult):
+            self._on_result(event)
+        elif isinstance(event, RoundStart):
+            self._round = event.number
         elif isinstance(event, (ReasoningDelta, FinishEvent)):
             pass  # reasoning is not shown live; the finish reason goes to the footer
+
+    def _on_text(self, text: str) -> None:
+        now = self.last_text_at = self._clock()
+        if self.first_text_at is None:
+            self.first_text_at = now
+        if not self._segments or not isinstance(self._segments[-1], list):
+            self._segments.append([])
+        segment = self._segments[-1]
+        assert isinstance(segment, list)
+        segment.append(text)
+        self._size += len(text)
+        if self.mode == "text":
+            out = self._out or sys.stdout
+            out.write(text)
+            out.flush()
+            if self.first_shown_at is None:
+                self.first_shown_at = self._clock()
+            return
+        if self.throttle.due(now, self._size):
+            self._show(now)
+
+    def _on_call_fragment(self, event: ToolCallDelta) -> None:
+        key = (self._round, event.position)
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = _LiveCall(event.name or "", event.id)
+            self._segments.append(call)
+        call.arguments.append(event.arguments)
+        self._size += len(event.arguments)
+        now = self._clock()
+        if self.mode != "text" and self.throttle.due(now, self._size):
+            self._show(now)
+
+    def _on_result(self, result: ToolResult) -> None:
+        for call in self._calls.values():
+            if call.id == result.call.id and call.result is None:
+                call.result = result
+                break
+        if self.mode == "text":
+            out = self._out or sys.stdout
+            line = call_block(result.call.name, result.call.arguments, result, markdown=False)
+            out.write(f"\n{line}\n")
+            out.flush()
+            return
+        self._show(self._clock())  # a tool finished: worth showing at once
+
+    def _live_markdown(self) -> str:
+        pieces = []
+        for segment in self._segments:
+            if isinstance(segment, list):
+                pieces.append("".join(segment))
+            else:
+                pieces.append(
+                    "\n\n"
+                    + call_block(segment.name, "".join(segment.arguments), segment.result)
+                    + "\n\n"
+                )
+        return "".join(pieces)
 
     def _show(self, now: float) -> None:
         with self._lock:
             self._first_shown.set()
             self.throttle.mark(now, self._size)
-            self._update({"text/markdown": "".join(self._text) + CURSOR})
+            self._update({"text/markdown": self._live_markdown() + CURSOR})
             if self.first_shown_at is None:
                 self.first_shown_at = self._clock()
 
@@ -294,7 +245,7 @@ class LiveReply:
         if self.mode == "text":
             out = self._out or sys.stdout
             facts, warnings = footer_parts(exchange)
-            out.write(("\n" if self._text else "") + "— " + " · ".join(facts) + "\n")
+            out.write(("\n" if self._segments else "") + "— " + " · ".join(facts) + "\n")
             for warning in warnings:
                 out.write(f"⚠ {warning}\n")
             out.flush()

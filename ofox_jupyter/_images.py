@@ -213,9 +213,9 @@ def _normalise(image: PILImage.Image, label: str) -> PILImage.Image:
 # -- downscale and encode
 
 
-def _encode(image: PILImage.Image, detail: str | None, label: str, *, prefer_png: bool) -> (
-    PreparedImage
-):
+def _encode(
+    image: PILImage.Image, detail: str | None, label: str, *, prefer_png: bool
+) -> PreparedImage:
     from PIL import Image
 
     target = fit_size(image.width, image.height, detail)

@@ -21,10 +21,11 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, Unicode, observe
 
 from ._config import DEFAULT_MODEL, OFFLINE, Secret, Timeouts, resolve_settings
-from ._display import LiveReply, format_cost
-from ._exceptions import ImageError, OfoxError
+from ._display import LiveReply
+from ._exceptions import ImageError, OfoxError, ToolError
 from ._history import HistoryStore, default_history_path, notebook_key
 from ._recent import RecentImages
+from ._render import format_cost
 from ._request import ROUTING_CHOICES, check_ranges, provider_options
 from ._session import AskOptions, Exchange, Interrupted, NotebookSession
 from ._template import interpolate
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._client import Client
     from ._images import PreparedImage
+    from ._tools import ToolRegistry
 
 __all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -71,6 +73,9 @@ class OfoxMagics(Magics):
     max_updates_per_second = Float(12.0, help="Bound on live display updates.").tag(config=True)
     max_context_tokens = Int(
         0, help="Cap on tokens of history sent; 0 uses the model's context length."
+    ).tag(config=True)
+    max_tool_rounds = Int(
+        5, help="Most rounds of tool calls in one exchange before the model must answer."
     ).tag(config=True)
     history_path = Unicode(
         "", help="SQLite file of the chats; empty means OFOX_HISTORY_PATH or the Jupyter data dir."
@@ -182,6 +187,10 @@ class OfoxMagics(Magics):
         "bytes, a path or a URL; or 'last', the image this kernel displayed most recently",
     )
     @argument("--detail", choices=DETAILS, help="vision detail of the attached images")
+    @argument("--json", action="store_true", help="JSON mode: the parsed reply goes to -o")
+    @argument("--schema", help="structured output: a variable holding a JSON-schema dict")
+    @argument("--tools", help="comma-separated functions of the notebook the model may call")
+    @argument("--tool-choice", help="auto, none, required, or the name of one of the --tools")
     @argument("--format", choices=("markdown", "text"), help="how the reply is shown")
     @argument("--routing", choices=ROUTING_CHOICES, help="OfoxAI provider routing")
     @argument("--fallback", help="comma-separated models to fail over to")
@@ -252,8 +261,15 @@ class OfoxMagics(Magics):
             images = [self._image(name, args.detail) for name in args.image]
             if images:
                 self.session.check_vision(args.model or str(self.model))
+            tools, tool_choice = self._tools(args.tools, args.tool_choice, ns)
+            response_format = self._response_format(args.json, args.schema, ns)
         except OfoxError as err:
             raise _fail(err) from None
+        if response_format is not None:
+            params["response_format"] = response_format
+            if "json" not in prompt.lower():
+                # OpenAI-family models refuse JSON mode unless the messages mention JSON.
+                prompt += "\n\n(Reply in JSON.)"
         options = AskOptions(
             model=args.model or str(self.model),
             chat=args.chat.strip(),
@@ -264,8 +280,60 @@ class OfoxMagics(Magics):
             cell_id=self._cell_id,
             images=tuple(image.part for image in images),
             params=params,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_tool_rounds=self.max_tool_rounds,
+            expect_json=response_format is not None,
         )
         return options, prompt, images
+
+    @staticmethod
+    def _tools(
+        names: str | None, choice: str | None, ns: dict[str, Any]
+    ) -> tuple[ToolRegistry | None, str | None]:
+        """``--tools a,b`` → a registry of exactly those functions; ``--tool-choice`` checked."""
+        from ._tools import ToolRegistry
+
+        wanted = [n.strip() for n in (names or "").split(",") if n.strip()]
+        if choice is not None and not wanted:
+            raise ToolError("--tool-choice needs --tools")
+        if not wanted:
+            return None, None
+        functions = []
+        for name in wanted:
+            if name not in ns:
+                raise ToolError(f"--tools: no function named {name!r}", hint="define it first")
+            if not callable(ns[name]):
+                raise ToolError(f"--tools: {name!r} is a {type(ns[name]).__name__}, not a function")
+            functions.append(ns[name])
+        registry = ToolRegistry(functions)
+        if choice is not None and choice not in ("auto", "none", "required", *registry.tools):
+            raise ToolError(
+                f"--tool-choice {choice!r} is not auto, none, required or one of the --tools"
+            )
+        return registry, choice
+
+    @staticmethod
+    def _response_format(
+        json_mode: bool, schema_name: str | None, ns: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if json_mode and schema_name:
+            raise OfoxError("use --json or --schema, not both")
+        if json_mode:
+            return {"type": "json_object"}
+        if schema_name is None:
+            return None
+        schema = ns.get(schema_name)
+        if not isinstance(schema, dict):
+            what = "nothing" if schema_name not in ns else f"a {type(schema).__name__}"
+            raise OfoxError(
+                f"--schema {schema_name}: expected a JSON-schema dict, found {what}",
+                hint='e.g. schema = {"type": "object", "properties": {...}}',
+            )
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+        }
 
     def _image(self, name: str, detail: str | None) -> PreparedImage:
         """``--image NAME``: a variable, ``last``, or (as a convenience) a literal URL or path."""
@@ -294,7 +362,8 @@ class OfoxMagics(Magics):
             return
         self.shell.user_ns["_ofox"] = exchange
         if out:
-            self.shell.user_ns[out] = exchange.text
+            parsed = exchange.value is not None
+            self.shell.user_ns[out] = exchange.value if parsed else exchange.text
 
     # -- the line magic
 

@@ -194,4 +194,3 @@ def attach_images(
         message["content"] = existing + [dict(p) for p in parts]
         return wire[:index] + [message] + wire[index + 1 :]
     raise RequestValidationError("images need a user message to go with")
-

@@ -15,30 +15,48 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._conversation import Conversation, Turn, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
-from ._messages import Message, user
+from ._messages import Message, assistant, user
 from ._streaming import (
     ReasoningDelta,
     Reply,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
+    Usage,
     events_of_reply,
 )
+from ._tools import ToolRegistry, ToolResult
 
 if TYPE_CHECKING:
     from ._catalog import ModelInfo
     from ._client import Client
     from ._history import HistoryStore
 
-__all__ = ["AskOptions", "Exchange", "Interrupted", "NotebookSession"]
+__all__ = [
+    "AskOptions",
+    "Exchange",
+    "Interrupted",
+    "NotebookSession",
+    "RoundStart",
+    "SessionEvent",
+]
 
-Listener = Callable[[StreamEvent], None]
+
+class RoundStart(NamedTuple):
+    """A new request of the tool loop begins (round 1 is the first after tool results)."""
+
+    number: int
+
+
+#: What a listener hears: stream events, each tool result as it is computed, and new rounds.
+SessionEvent = StreamEvent | ToolResult | RoundStart
+Listener = Callable[[SessionEvent], None]
 
 #: Room kept for the reply when deciding how much history fits the model's context.
 REPLY_RESERVE_TOKENS = 1024
@@ -57,6 +75,10 @@ class AskOptions:
     cell_id: str | None = None
     images: tuple[Mapping[str, Any], ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)  # temperature, provider, …
+    tools: ToolRegistry | None = None
+    tool_choice: str | Mapping[str, Any] | None = None
+    max_tool_rounds: int = 5
+    expect_json: bool = False  # parse the reply as JSON (JSON mode or a schema)
 
 
 @dataclass
@@ -73,6 +95,11 @@ class Exchange:
     total_seconds: float = 0.0
     cost: float | None = None
     error: OfoxError | None = None
+    replies: tuple[Message, ...] = ()  # every assistant and tool message, in order
+    tool_results: tuple[ToolResult, ...] = ()
+    tool_rounds: int = 0
+    round_limit_hit: bool = False
+    value: Any = None  # the parsed reply in JSON mode
 
     @property
     def text(self) -> str:
@@ -234,44 +261,109 @@ class NotebookSession:
     def _run(
         self, messages: list[Message], options: AskOptions, listener: Listener | None
     ) -> Exchange:
+        """One exchange: a request, and while the model calls tools, their results and another
+        request — at most ``max_tool_rounds`` times."""
         started = self._clock()
-        client = self.client
-        if not options.stream:
-            try:
-                reply = client.chat(messages, model=options.model, **options.params)
-            except KeyboardInterrupt:
-                raise Interrupted(None) from None
-            elapsed = self._clock() - started
-            for event in events_of_reply(reply):
-                if listener:
-                    listener(event)
-            return Exchange(reply, options.chat, first_token_seconds=elapsed, total_seconds=elapsed)
-        try:
-            stream = client.stream(messages, model=options.model, **options.params)
-        except KeyboardInterrupt:
-            raise Interrupted(None) from None
+        notify = listener or (lambda event: None)
+        registry = options.tools
+        params = dict(options.params)
+        if registry:
+            params["tools"] = registry.definitions()
+            if options.tool_choice is not None:
+                params["tool_choice"] = options.tool_choice
+        sent = list(messages)
+        replies: list[Message] = []
+        results: list[ToolResult] = []
+        usages: list[Usage] = []
         first: float | None = None
-        status, error = "complete", None
-        try:
-            for event in stream:
-                if first is None and isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
-                    first = self._clock() - started
-                if listener:
-                    listener(event)
-            reply = stream.reply
-        except KeyboardInterrupt:
-            stream.close()
-            reply, status = stream.partial(), "interrupted"
-        except StreamError as err:
-            reply, status, error = err.partial, "partial", err
-        return Exchange(
+        limit_hit = False
+        rounds = 0
+        while True:
+            reply, status, error, first_at = self._request(sent, options, params, notify, started)
+            first = first if first is not None else first_at
+            if reply.usage is not None:
+                usages.append(reply.usage)
+            wants_tools = status == "complete" and bool(reply.tool_calls) and bool(registry)
+            if wants_tools and rounds >= options.max_tool_rounds:
+                limit_hit, wants_tools = True, False
+            if not wants_tools:
+                # A reply's tool calls without their results would make the history invalid for
+                # the API, so a partial or unanswered reply keeps only its text.
+                final = (
+                    reply.message
+                    if status == "complete"
+                    and not limit_hit
+                    and not (reply.tool_calls and not registry)
+                    else assistant(reply.text)
+                )
+                if reply.text or final.tool_calls or status == "complete":
+                    replies.append(final)
+                break
+            assert registry is not None
+            answered = [reply.message]
+            for call in reply.tool_calls:
+                result = registry.call(call)
+                results.append(result)
+                notify(result)
+                answered.append(result.message)
+            replies += answered
+            sent += answered
+            rounds += 1
+            if params.get("tool_choice") not in (None, "auto", "none"):
+                params["tool_choice"] = "auto"  # a forced call is forced once, not forever
+            notify(RoundStart(rounds))
+        if len(usages) > 1:
+            reply = replace(reply, usage=_sum_usage(usages))
+        exchange = Exchange(
             reply,
             options.chat,
             status=status,
             first_token_seconds=first,
             total_seconds=self._clock() - started,
             error=error,
+            replies=tuple(replies),
+            tool_results=tuple(results),
+            tool_rounds=rounds,
+            round_limit_hit=limit_hit,
         )
+        if options.expect_json and status == "complete" and not limit_hit:
+            _parse_json_reply(exchange)
+        return exchange
+
+    def _request(
+        self,
+        messages: list[Message],
+        options: AskOptions,
+        params: Mapping[str, Any],
+        notify: Listener,
+        started: float,
+    ) -> tuple[Reply, str, OfoxError | None, float | None]:
+        """One request, streamed or not: (reply, status, stream error, first-token seconds)."""
+        client = self.client
+        if not options.stream:
+            try:
+                reply = client.chat(messages, model=options.model, **params)
+            except KeyboardInterrupt:
+                raise Interrupted(None) from None
+            for event in events_of_reply(reply):
+                notify(event)
+            return reply, "complete", None, self._clock() - started
+        try:
+            stream = client.stream(messages, model=options.model, **params)
+        except KeyboardInterrupt:
+            raise Interrupted(None) from None
+        first: float | None = None
+        try:
+            for event in stream:
+                if first is None and isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
+                    first = self._clock() - started
+                notify(event)
+            return stream.reply, "complete", None, first
+        except KeyboardInterrupt:
+            stream.close()
+            return stream.partial(), "interrupted", None, first
+        except StreamError as err:
+            return err.partial, "partial", err, first
 
     def _finish(
         self, exchange: Exchange, message: Message, options: AskOptions, conv: Conversation
@@ -287,13 +379,13 @@ class NotebookSession:
                 reply.usage.completion_tokens,
                 exchange.cost,
             )
-        has_content = bool(reply.text or reply.tool_calls)
+        has_content = bool(reply.text or exchange.replies)
         if options.history and (exchange.status == "complete" or has_content):
             turn = Turn(
                 id=os.urandom(16).hex(),  # not uuid: importing it costs milliseconds at load
                 chat=options.chat,
                 user=message,
-                replies=(reply.message,),
+                replies=exchange.replies or (reply.message,),
                 cell_id=options.cell_id,
                 model=options.model,
                 served_model=reply.model,
@@ -351,3 +443,26 @@ def render_markdown(chats: list[Conversation]) -> str:
             model = turn.served_model or turn.model
             lines.append(f"## {number}. {model}{mark}\n\n{turn.text}\n")
     return "\n".join(lines)
+
+
+def _sum_usage(usages: list[Usage]) -> Usage:
+    """The usage of a whole tool loop: every request's tokens count (and cost)."""
+    return Usage(
+        prompt_tokens=sum(u.prompt_tokens for u in usages),
+        completion_tokens=sum(u.completion_tokens for u in usages),
+        total_tokens=sum(u.total_tokens for u in usages),
+    )
+
+
+def _parse_json_reply(exchange: Exchange) -> None:
+    """JSON mode: the reply's text as a Python value, or a clear error that keeps the text."""
+    text = exchange.reply.text.strip()
+    if text.startswith("```"):  # some models fence JSON even in JSON mode
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        exchange.value = json.loads(text)
+    except json.JSONDecodeError as err:
+        exchange.error = OfoxError(
+            f"the reply is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})",
+            hint="the raw text is kept in _ofox.text",
+        )

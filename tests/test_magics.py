@@ -15,7 +15,8 @@ from conftest import TEST_KEY
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.error import UsageError
 
-from ofox_jupyter._display import UpdateThrottle, format_cost
+from ofox_jupyter._display import UpdateThrottle
+from ofox_jupyter._render import format_cost
 from ofox_jupyter._request import RetryPolicy
 
 

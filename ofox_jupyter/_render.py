@@ -1,0 +1,199 @@
+"""What a finished exchange looks like: reply, tool-call blocks, thumbnails, footer, metadata.
+
+Pure functions from an :class:`~ofox_jupyter._session.Exchange` to MIME bundles, shared by the
+live display, the widgets and the exports, so that every front end shows the same thing and the
+rendering can be tested without a display. Nothing here imports IPython.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._messages import Message
+from ._session import Exchange
+from ._tools import ToolResult
+
+if TYPE_CHECKING:
+    from ._images import PreparedImage
+
+__all__ = [
+    "call_block",
+    "final_bundle",
+    "footer_parts",
+    "format_cost",
+    "provenance",
+    "render_replies",
+    "thumbnails_bundle",
+]
+
+
+def format_cost(cost: float) -> str:
+    """Dollars, two significant digits for tiny sums: ``$0.000011``, ``$0.0042``, ``$1.25``."""
+    if cost <= 0:
+        return "$0"
+    if cost >= 0.01:
+        return f"${cost:.2f}"
+    digits = 1 - math.floor(math.log10(cost))  # two significant digits
+    return f"${cost:.{digits}f}"
+
+
+def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
+    """The footer's facts and its warnings, as short phrases."""
+    reply = exchange.reply
+    facts: list[str] = []
+    if reply.fell_back:
+        facts.append(f"answered by {reply.model} (fallback from {reply.requested_model})")
+    else:
+        facts.append(reply.model)
+    if exchange.chat != "main":
+        facts.append(f"chat {exchange.chat}")
+    if reply.usage is not None:
+        facts.append(f"{reply.usage.prompt_tokens:,} → {reply.usage.completion_tokens:,} tokens")
+    if exchange.cost is not None:
+        facts.append(format_cost(exchange.cost))
+    if exchange.first_token_seconds is not None:
+        facts.append(f"first token {exchange.first_token_seconds:.2f} s")
+    facts.append(f"{exchange.total_seconds:.2f} s")
+    if reply.offline:
+        facts.append("offline emulator")
+    warnings: list[str] = []
+    if reply.finish_reason == "length":
+        warnings.append("cut off: raise --max-tokens")
+    elif reply.finish_reason == "content_filter":
+        warnings.append("stopped by the content filter")
+    if exchange.omitted_turns:
+        n = exchange.omitted_turns
+        warnings.append(f"{n} earlier turn{'s' * (n != 1)} left out (context full)")
+    if exchange.omitted_images:
+        n = exchange.omitted_images
+        warnings.append(f"{n} earlier image{'s' * (n != 1)} left out (context full)")
+    if exchange.round_limit_hit:
+        n = exchange.tool_rounds
+        warnings.append(
+            f"stopped after {n} tool round{'s' * (n != 1)} (raise OfoxMagics.max_tool_rounds)"
+        )
+    if exchange.status == "interrupted":
+        warnings.append("interrupted: partial reply kept")
+    elif exchange.status == "partial":
+        warnings.append("stream broke: partial reply kept")
+    return facts, warnings
+
+
+def provenance(exchange: Exchange) -> dict[str, Any]:
+    """Output metadata saying where a reply came from — never anything secret."""
+    reply = exchange.reply
+    return {
+        "ofox": {
+            "chat": exchange.chat,
+            "turn_id": exchange.turn.id if exchange.turn else None,
+            "model": reply.model,
+            "requested_model": reply.requested_model,
+            "status": exchange.status,
+            "finish_reason": reply.finish_reason,
+            "offline": reply.offline,
+            "usage": None
+            if reply.usage is None
+            else {
+                "prompt_tokens": reply.usage.prompt_tokens,
+                "completion_tokens": reply.usage.completion_tokens,
+                "total_tokens": reply.usage.total_tokens,
+            },
+            "cost": exchange.cost,
+        }
+    }
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def call_block(
+    name: str, arguments: str, result: ToolResult | None, *, markdown: bool = True
+) -> str:
+    """One tool call as a collapsible block (Markdown) or a line (plain text)."""
+    try:
+        pretty_args = json.dumps(json.loads(arguments), ensure_ascii=False, indent=2)
+    except ValueError:
+        pretty_args = arguments
+    if result is None:
+        state, outcome = "…", ""
+    elif result.ok:
+        state, outcome = "✓", result.content
+    else:
+        state, outcome = "✗", result.error or result.content
+    if not markdown:
+        line = f"🔧 {name}({_short(arguments, 80)}) {state}"
+        return line + (f" {_short(outcome, 200)}" if outcome else "")
+    summary = html.escape(f"🔧 {name}({_short(arguments, 60)}) {state}", quote=False)
+    body = f"arguments:\n\n```json\n{pretty_args}\n```"
+    if result is not None:
+        label = "result" if result.ok else "error"
+        body += f"\n\n{label}:\n\n```\n{_short(outcome, 4000)}\n```"
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def render_replies(exchange: Exchange, *, markdown: bool = True) -> str:
+    """The reply as the user should read it: any text and tool calls of every round, in order,
+    then the final answer; a JSON-mode value pretty-printed."""
+    results = {r.call.id: r for r in exchange.tool_results}
+    pieces: list[str] = []
+    replies: Sequence[Message] = exchange.replies
+    for message in replies:
+        if message.role != "assistant":
+            continue
+        if message.text:
+            pieces.append(message.text)
+        for call in message.tool_calls:
+            pieces.append(
+                call_block(call.name, call.arguments, results.get(call.id), markdown=markdown)
+            )
+    if not replies and exchange.reply.text:
+        pieces.append(exchange.reply.text)
+    if exchange.value is not None and markdown and pieces:
+        pretty = json.dumps(exchange.value, ensure_ascii=False, indent=2)
+        pieces[-1] = f"```json\n{pretty}\n```"
+    return "\n\n".join(pieces)
+
+
+def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:
+    """The finished reply with its footer, as a MIME bundle."""
+    facts, warnings = footer_parts(exchange)
+    text = render_replies(exchange, markdown=False)
+    plain_footer = " · ".join(facts + [f"⚠ {w}" for w in warnings])
+    plain = f"{text}\n\n— {plain_footer}" if text else f"— {plain_footer}"
+    if fmt == "text":
+        return {"text/plain": plain}
+    shown = [html.escape(f) for f in facts] + [f"⚠️ {html.escape(w)}" for w in warnings]
+    footer = "<sub>" + " · ".join(shown) + "</sub>"
+    body = render_replies(exchange) or "*(no text)*"
+    return {"text/markdown": f"{body}\n\n{footer}", "text/plain": plain}
+
+
+def thumbnails_bundle(images: Sequence[PreparedImage]) -> dict[str, str]:
+    """A row of thumbnails of the images sent, and a plain-text line saying what they were."""
+    described = []
+    tags = []
+    for image in images:
+        if image.width and image.mime:
+            what = f"{image.width}×{image.height} {image.mime.split('/')[-1]}"
+        else:
+            what = "URL, sent as is"
+        described.append(f"{image.source or 'image'} ({what})")
+        title = html.escape(f"{image.source}: {what}", quote=True)
+        if image.thumbnail:
+            tags.append(
+                f'<img src="{image.thumbnail}" title="{title}" alt="{title}" '
+                'style="height:80px;margin:0 6px 0 0;border:1px solid #ddd">'
+            )
+        else:
+            tags.append(f'<a href="{html.escape(image.url, quote=True)}">{title}</a>')
+    count = len(images)
+    plain = f"[sent {count} image{'s' * (count != 1)}: {', '.join(described)}]"
+    return {
+        "text/html": '<div class="ofox-images">' + "".join(tags) + "</div>",
+        "text/plain": plain,
+    }
