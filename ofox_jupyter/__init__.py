@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         Usage,
         UsageEvent,
     )
+    from ._tools import Tool, ToolRegistry, ToolResult, tool
 
 # public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
@@ -97,6 +98,10 @@ _EXPORTS: dict[str, str] = {
     "unload_ipython_extension": "_magics",
     "provider_options": "_request",
     "system": "_messages",
+    "tool": "_tools",
+    "Tool": "_tools",
+    "ToolRegistry": "_tools",
+    "ToolResult": "_tools",
     "tool_result": "_messages",
     "user": "_messages",
 }
@@ -135,11 +140,15 @@ __all__ = [
     "system",
     "TextDelta",
     "Timeouts",
+    "Tool",
+    "tool",
     "tool_result",
     "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
     "ToolError",
+    "ToolRegistry",
+    "ToolResult",
     "UnknownToolError",
     "unload_ipython_extension",
     "Usage",

@@ -186,18 +186,24 @@ class HistoryStore:
             )
 
     def add_usage(
-        self, notebook: str, model: str, prompt: int, completion: int, cost: float | None
+        self,
+        notebook: str,
+        model: str,
+        prompt: int,
+        completion: int,
+        cost: float | None,
+        requests: int = 1,
     ) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO usage (notebook, model, prompt_tokens, completion_tokens, cost, "
-                "requests) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (notebook, model) DO UPDATE SET "
+                "requests) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (notebook, model) DO UPDATE SET "
                 "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
                 "completion_tokens = completion_tokens + excluded.completion_tokens, "
                 "cost = CASE WHEN cost IS NULL AND excluded.cost IS NULL THEN NULL "
                 "ELSE COALESCE(cost, 0) + COALESCE(excluded.cost, 0) END, "
-                "requests = requests + 1",
-                (notebook, model, prompt, completion, cost),
+                "requests = requests + excluded.requests",
+                (notebook, model, prompt, completion, cost, requests),
             )
 
     def clear(self, notebook: str, chat: str | None = None) -> None:

@@ -98,6 +98,7 @@ class Exchange:
     replies: tuple[Message, ...] = ()  # every assistant and tool message, in order
     tool_results: tuple[ToolResult, ...] = ()
     tool_rounds: int = 0
+    requests: int = 1  # HTTP requests the exchange made (one more per tool round)
     round_limit_hit: bool = False
     value: Any = None  # the parsed reply in JSON mode
 
@@ -324,6 +325,7 @@ class NotebookSession:
             replies=tuple(replies),
             tool_results=tuple(results),
             tool_rounds=rounds,
+            requests=rounds + 1,
             round_limit_hit=limit_hit,
         )
         if options.expect_json and status == "complete" and not limit_hit:
@@ -378,6 +380,7 @@ class NotebookSession:
                 reply.usage.prompt_tokens,
                 reply.usage.completion_tokens,
                 exchange.cost,
+                requests=exchange.requests,
             )
         has_content = bool(reply.text or exchange.replies)
         if options.history and (exchange.status == "complete" or has_content):
