@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         UsageEvent,
     )
     from ._tools import Tool, ToolRegistry, ToolResult, tool
+    from ._widgets import ChatWidget, CompareWidget
 
 # public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
@@ -67,6 +68,8 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": "_exceptions",
     "BadRequestError": "_exceptions",
     "ChatStream": "_client",
+    "ChatWidget": "_widgets",
+    "CompareWidget": "_widgets",
     "Client": "_client",
     "ConfigError": "_exceptions",
     "FinishEvent": "_streaming",
@@ -118,7 +121,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChatStream",
+    "ChatWidget",
     "Client",
+    "CompareWidget",
     "ConfigError",
     "FinishEvent",
     "ImageError",

@@ -84,8 +84,11 @@ class LiveReply:
         clock: Callable[[], float] = time.monotonic,
         stream: TextIO | None = None,
         tick_seconds: float = 0.5,
+        sink: Callable[[dict[str, str]], None] | None = None,
     ) -> None:
         self.model = model
+        # A widget passes a sink: every update goes to it instead of a display handle.
+        self._sink = sink
         self.mode = mode
         self.fmt = fmt
         self.throttle = UpdateThrottle(max_rate)
@@ -120,6 +123,9 @@ class LiveReply:
                 out = self._out or sys.stdout
                 out.write(thumbnails_bundle(images)["text/plain"] + "\n")
             return
+        if self._sink is not None:
+            self._update({"text/markdown": self._status()})
+            return
         from IPython.display import display
 
         if images:
@@ -147,7 +153,10 @@ class LiveReply:
         return f"⏳ *{html.escape(self.model)}* · {elapsed:.1f} s"
 
     def _update(self, bundle: dict[str, str]) -> None:
-        if self._handle is not None:
+        if self._sink is not None:
+            self._sink(bundle)
+            self.updates += 1
+        elif self._handle is not None:
             self._handle.update(bundle, raw=True)
             self.updates += 1
 
@@ -250,6 +259,9 @@ class LiveReply:
                 out.write(f"⚠ {warning}\n")
             out.flush()
             return
+        if self._sink is not None:
+            self._sink(final_bundle(exchange, self.fmt))
+            return
         from IPython.display import display
 
         with self._lock:
@@ -259,6 +271,6 @@ class LiveReply:
     def abandon(self) -> None:
         """The exchange failed before any reply: leave the live output blank."""
         self._stop_ticker()
-        if self.mode != "text":
+        if self.mode != "text" and self._sink is None:
             with self._lock:
                 self._update(BLANK)

@@ -35,13 +35,24 @@ DETAILS = ("auto", "low", "high")  # as in _images, which is not imported until 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ._client import Client
+    from ._client import AsyncClient, Client
     from ._images import PreparedImage
     from ._tools import ToolRegistry
 
 __all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-SUBCOMMANDS = ("models", "history", "reset", "usage", "config", "login", "logout", "export")
+SUBCOMMANDS = (
+    "models",
+    "history",
+    "reset",
+    "usage",
+    "config",
+    "login",
+    "logout",
+    "export",
+    "chat",
+    "compare",
+)
 LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
 
 
@@ -104,6 +115,7 @@ class OfoxMagics(Magics):
             self._session = NotebookSession(
                 notebook=key,
                 client_factory=self._make_client,
+                async_client_factory=self._make_async_client,
                 store=HistoryStore(path),
                 max_context_tokens=self.max_context_tokens,
             )
@@ -121,6 +133,15 @@ class OfoxMagics(Magics):
         key = self._login.reveal() if self._login else None
         timeouts = Timeouts(first_byte=self.first_byte_timeout, between_chunks=self.chunk_timeout)
         return Client(
+            key, base_url=self.base_url or None, timeout=timeouts, max_retries=self.max_retries
+        )
+
+    def _make_async_client(self) -> AsyncClient:
+        from ._client import AsyncClient
+
+        key = self._login.reveal() if self._login else None
+        timeouts = Timeouts(first_byte=self.first_byte_timeout, between_chunks=self.chunk_timeout)
+        return AsyncClient(
             key, base_url=self.base_url or None, timeout=timeouts, max_retries=self.max_retries
         )
 
@@ -371,7 +392,8 @@ class OfoxMagics(Magics):
     @line_magic("ofox")  # type: ignore[arg-type]
     def ofox_line(self, line: str) -> None:
         """%ofox models [FILTER] [--all] | history [--chat NAME] | reset [--chat NAME | --all]
-        | usage | config | login | logout | export PATH [--chat NAME]"""
+        | usage | config | login | logout | export PATH [--chat NAME] | chat [--chat NAME]
+        [-m MODEL] | compare [-m MODEL,MODEL…] [-t TEMP,TEMP…]"""
         try:
             words = shlex.split(line)
         except ValueError as err:
@@ -396,7 +418,7 @@ class OfoxMagics(Magics):
         index = 0
         while index < len(words):
             word = words[index]
-            if word.startswith("--"):
+            if word.startswith("-") and len(word) > 1 and not word[1].isdigit():
                 if word not in allowed:
                     raise _fail(f"%ofox {command}: unknown option {word}")
                 if allowed[word]:
@@ -567,6 +589,43 @@ class OfoxMagics(Magics):
         path = Path(rest[0]).expanduser()
         turns = self.session.export(path, str(chat) if chat else None)
         print(f"ofox: wrote {turns} turn{'s' * (turns != 1)} to {path}")
+
+    def _cmd_chat(self, words: list[str]) -> None:
+        flags, rest = self._options(words, {"--chat": True, "-m": True, "--model": True}, "chat")
+        if rest:
+            raise _fail("usage: %ofox chat [--chat NAME] [-m MODEL]")
+        from IPython.display import display
+
+        from ._widgets import ChatWidget  # ipywidgets only when a widget is opened
+
+        model = flags.get("-m") or flags.get("--model")
+        display(
+            ChatWidget(chat=str(flags.get("--chat", "main")), model=str(model) if model else None)
+        )
+
+    def _cmd_compare(self, words: list[str]) -> None:
+        allowed = {"-m": True, "--models": True, "-t": True, "--temperatures": True}
+        flags, rest = self._options(words, allowed, "compare")
+        if rest:
+            raise _fail("usage: %ofox compare [-m MODEL,MODEL…] [-t TEMP,TEMP…]")
+        models = [m.strip() for m in str(flags.get("-m") or flags.get("--models") or "").split(",")]
+        temps_text = str(flags.get("-t") or flags.get("--temperatures") or "")
+        try:
+            temperatures = [float(t) for t in temps_text.split(",") if t.strip()]
+        except ValueError:
+            raise _fail(f"-t takes numbers separated by commas, not {temps_text!r}") from None
+        for value in temperatures:
+            check_ranges({"temperature": value})
+        from IPython.display import display
+
+        from ._widgets import CompareWidget
+
+        display(
+            CompareWidget(
+                models=[m for m in models if m] or None,
+                temperatures=list(temperatures) or None,
+            )
+        )
 
 
 _LOADED: dict[int, OfoxMagics] = {}

@@ -11,10 +11,11 @@ adds no turn; a stream that breaks or is interrupted keeps its partial text, mar
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -35,7 +36,7 @@ from ._tools import ToolRegistry, ToolResult
 
 if TYPE_CHECKING:
     from ._catalog import ModelInfo
-    from ._client import Client
+    from ._client import AsyncClient, Client
     from ._history import HistoryStore
 
 __all__ = [
@@ -57,6 +58,13 @@ class RoundStart(NamedTuple):
 #: What a listener hears: stream events, each tool result as it is computed, and new rounds.
 SessionEvent = StreamEvent | ToolResult | RoundStart
 Listener = Callable[[SessionEvent], None]
+#: What one request gave: the reply, its status, the stream error if any, first-token seconds.
+Outcome = tuple[Reply, str, OfoxError | None, float | None]
+
+
+def _ignore(event: SessionEvent) -> None:
+    return None
+
 
 #: Room kept for the reply when deciding how much history fits the model's context.
 REPLY_RESERVE_TOKENS = 1024
@@ -138,6 +146,7 @@ class NotebookSession:
         *,
         notebook: str,
         client_factory: Callable[[], Client],
+        async_client_factory: Callable[[], AsyncClient] | None = None,
         store: HistoryStore | None = None,
         max_context_tokens: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -146,7 +155,9 @@ class NotebookSession:
         self.store = store
         self.max_context_tokens = max_context_tokens
         self._client_factory = client_factory
+        self._async_client_factory = async_client_factory
         self._client: Client | None = None
+        self._async_client: AsyncClient | None = None
         self._catalog: dict[str, ModelInfo] | None = None
         self._clock = clock
         self.chats: dict[str, Conversation] = store.load(notebook) if store else {}
@@ -159,12 +170,33 @@ class NotebookSession:
             self._client = self._client_factory()
         return self._client
 
+    @property
+    def async_client(self) -> AsyncClient:
+        if self._async_client is None:
+            if self._async_client_factory is None:
+                raise OfoxError("this session has no async client (widgets need one)")
+            self._async_client = self._async_client_factory()
+        return self._async_client
+
     def reset_client(self) -> None:
-        """Forget the client (after login, logout or a config change); the next use makes one."""
+        """Forget the clients (after login, logout or a config change); the next use makes new
+        ones. The async client's connections belong to the kernel's loop, so it is closed there."""
         if self._client is not None:
             self._client.close()
         self._client = None
+        if self._async_client is not None:
+            client, self._async_client = self._async_client, None
+            try:
+                asyncio.get_running_loop().create_task(client.aclose())
+            except RuntimeError:
+                pass  # no loop is running: nothing was left open on one
         self._catalog = None
+
+    async def aclose(self) -> None:
+        """Close the async client on the loop it ran on (tests and short-lived loops)."""
+        if self._async_client is not None:
+            client, self._async_client = self._async_client, None
+            await client.aclose()
 
     def catalog(self, *, refresh: bool = False) -> dict[str, ModelInfo]:
         """The model catalog by id, fetched once; empty when the server has no usable catalog."""
@@ -218,9 +250,48 @@ class NotebookSession:
         recorded, marked), and returns an :class:`Exchange` otherwise — with ``error`` set when the
         stream broke after text had arrived.
         """
-        conversation = self.conversation(options.chat)
-        if options.new:
-            self.reset(options.chat)
+        message, messages, conversation, omitted = self._prepare(prompt, options)
+        steps = self._steps(messages, options, listener)
+        request = next(steps)
+        while True:
+            outcome = self._request(*request, options, listener)
+            try:
+                request = steps.send(outcome)
+            except StopIteration as done:
+                exchange: Exchange = done.value
+                break
+        exchange.omitted_turns, exchange.omitted_images = omitted
+        self._finish(exchange, message, options, conversation)
+        return exchange
+
+    async def ask_async(
+        self, prompt: str, options: AskOptions, listener: Listener | None = None
+    ) -> Exchange:
+        """:meth:`ask` on the event loop, for the widgets: the same exchange, recorded the same
+        way; cancelling the task stops the stream and keeps the partial reply (``Interrupted``)."""
+        message, messages, conversation, omitted = self._prepare(prompt, options)
+        steps = self._steps(messages, options, listener)
+        request = next(steps)
+        while True:
+            outcome = await self._arequest(*request, options, listener)
+            try:
+                request = steps.send(outcome)
+            except StopIteration as done:
+                exchange: Exchange = done.value
+                break
+        exchange.omitted_turns, exchange.omitted_images = omitted
+        self._finish(exchange, message, options, conversation)
+        return exchange
+
+    def _prepare(
+        self, prompt: str, options: AskOptions
+    ) -> tuple[Message, list[Message], Conversation, tuple[int, int]]:
+        """The user message, the messages to send, the chat, and (turns, images) left out."""
+        if not options.history:  # a one-off touches no chat, not even to create it
+            conversation = Conversation(name=options.chat)
+        else:
+            if options.new:
+                self.reset(options.chat)
             conversation = self.conversation(options.chat)
         if options.system is not None and options.history:
             conversation.system = options.system or None
@@ -240,12 +311,7 @@ class NotebookSession:
         elif not self._takes_images(options.model):
             # Earlier turns had images but this model reads text only: send their notes instead.
             messages = [strip_images(m) for m in messages]
-
-        exchange = self._run(messages, options, listener)
-        exchange.omitted_turns = omitted
-        exchange.omitted_images = omitted_images
-        self._finish(exchange, message, options, conversation)
-        return exchange
+        return message, messages, conversation, (omitted, omitted_images)
 
     def _takes_images(self, model: str) -> bool:
         info = self.model_info(model)
@@ -259,11 +325,13 @@ class NotebookSession:
                 hint="pick a vision model (%ofox models shows a vision badge)",
             )
 
-    def _run(
+    def _steps(
         self, messages: list[Message], options: AskOptions, listener: Listener | None
-    ) -> Exchange:
-        """One exchange: a request, and while the model calls tools, their results and another
-        request — at most ``max_tool_rounds`` times."""
+    ) -> Generator[tuple[list[Message], dict[str, Any], float], Outcome, Exchange]:
+        """One exchange as a generator, shared by :meth:`ask` and :meth:`ask_async`: it yields
+        each request to make — (messages, params, start time) — receives its outcome, runs any
+        tool calls, and returns the :class:`Exchange`. A request, and while the model calls
+        tools, their results and another request — at most ``max_tool_rounds`` times."""
         started = self._clock()
         notify = listener or (lambda event: None)
         registry = options.tools
@@ -280,7 +348,7 @@ class NotebookSession:
         limit_hit = False
         rounds = 0
         while True:
-            reply, status, error, first_at = self._request(sent, options, params, notify, started)
+            reply, status, error, first_at = yield list(sent), dict(params), started
             first = first if first is not None else first_at
             if reply.usage is not None:
                 usages.append(reply.usage)
@@ -335,12 +403,13 @@ class NotebookSession:
     def _request(
         self,
         messages: list[Message],
-        options: AskOptions,
         params: Mapping[str, Any],
-        notify: Listener,
         started: float,
-    ) -> tuple[Reply, str, OfoxError | None, float | None]:
+        options: AskOptions,
+        listener: Listener | None,
+    ) -> Outcome:
         """One request, streamed or not: (reply, status, stream error, first-token seconds)."""
+        notify = listener or _ignore
         client = self.client
         if not options.stream:
             try:
@@ -363,6 +432,44 @@ class NotebookSession:
             return stream.reply, "complete", None, first
         except KeyboardInterrupt:
             stream.close()
+            return stream.partial(), "interrupted", None, first
+        except StreamError as err:
+            return err.partial, "partial", err, first
+
+    async def _arequest(
+        self,
+        messages: list[Message],
+        params: Mapping[str, Any],
+        started: float,
+        options: AskOptions,
+        listener: Listener | None,
+    ) -> Outcome:
+        """:meth:`_request` with the async client; a cancelled task keeps the partial reply."""
+        notify = listener or _ignore
+        client = self.async_client
+        if not options.stream:
+            try:
+                reply = await client.chat(messages, model=options.model, **params)
+            except asyncio.CancelledError:
+                raise Interrupted(None) from None
+            for event in events_of_reply(reply):
+                notify(event)
+            return reply, "complete", None, self._clock() - started
+        try:
+            stream = await client.stream(messages, model=options.model, **params)
+        except asyncio.CancelledError:
+            raise Interrupted(None) from None
+        first: float | None = None
+        try:
+            async for event in stream:
+                if first is None and isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
+                    first = self._clock() - started
+                notify(event)
+            return await stream.get_reply(), "complete", None, first
+        except asyncio.CancelledError:
+            # Stop was pressed: the owner cancelled this task on purpose, so the cancellation
+            # ends here and the partial reply is kept, as a kernel interrupt does for the magic.
+            await stream.aclose()
             return stream.partial(), "interrupted", None, first
         except StreamError as err:
             return err.partial, "partial", err, first

@@ -1,0 +1,372 @@
+"""Chat and comparison panels (ipywidgets), views over the notebook's :class:`NotebookSession`.
+
+Both stream as asyncio tasks on the kernel's own event loop through the async client: while a
+reply streams, the kernel keeps handling messages — so a click on Stop arrives mid-stream and
+cancels the task, and the partial reply is kept and marked, as a kernel interrupt does for the
+magic. The chat panel reads and writes the same named chats as ``%%ofox``; the comparison panel
+asks one prompt of several models or temperatures at once and records nothing in the chats.
+
+ipywidgets is imported here only, and this module only when a widget is created.
+
+CSS classes on each part (stable, for styling and for browser tests): ``ofox-chat`` with
+``ofox-model``, ``ofox-chat-log``, ``ofox-chat-input``, ``ofox-send``, ``ofox-stop``,
+``ofox-attach-last``, ``ofox-upload``, ``ofox-chat-footer``; ``ofox-compare`` with
+``ofox-compare-prompt``, ``ofox-compare-run``, ``ofox-compare-stop``, ``ofox-compare-column``,
+``ofox-compare-output``, ``ofox-compare-footer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ._display import LiveReply
+from ._exceptions import OfoxError
+from ._render import final_bundle, footer_parts, render_replies
+from ._session import AskOptions, Exchange, Interrupted
+
+if TYPE_CHECKING:
+    from ._images import PreparedImage
+    from ._magics import OfoxMagics
+
+__all__ = ["ChatWidget", "CompareWidget"]
+
+STOPPED_LINE = "⏹ stopped — partial reply kept"
+
+
+def _magics() -> OfoxMagics:
+    """The notebook's OfoxMagics (loading the extension if need be): one session for all."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        raise OfoxError("the ofox widgets need IPython or Jupyter")
+    magics = shell.magics_manager.registry.get("OfoxMagics")
+    if magics is None:
+        shell.extension_manager.load_extension("ofox_jupyter")
+        magics = shell.magics_manager.registry["OfoxMagics"]
+    return magics  # type: ignore[no-any-return]
+
+
+def _markdown(text: str) -> dict[str, Any]:
+    return {"output_type": "display_data", "data": {"text/markdown": text}, "metadata": {}}
+
+
+def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run ``coroutine`` as a task on the running loop (the kernel's, in Jupyter)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    return loop.create_task(coroutine)
+
+
+def _chat_models(magics: OfoxMagics, default: str) -> list[str]:
+    try:
+        catalog = magics.session.catalog()
+    except OfoxError:
+        catalog = {}
+    models = sorted(m.id for m in catalog.values() if m.is_chat and not m.deprecated)
+    return models if default in models else [default, *models]
+
+
+class ChatWidget(widgets.VBox):  # type: ignore[misc]
+    """A chat panel: conversation, input, Send and Stop, model picker, images, usage.
+
+    >>> ChatWidget(chat="main")          # or: %ofox chat
+    """
+
+    def __init__(self, chat: str = "main", model: str | None = None, **kwargs: Any) -> None:
+        self._magics = _magics()
+        self.chat = chat
+        default = model or str(self._magics.model)
+        self.model = widgets.Dropdown(
+            options=_chat_models(self._magics, default), value=default, description="Model"
+        )
+        self.view = widgets.Output(layout=widgets.Layout(max_height="480px", overflow="auto"))
+        self.input = widgets.Textarea(
+            placeholder="Ask something… (Send, or Shift+Enter in the cell below)",
+            layout=widgets.Layout(width="100%", height="72px"),
+        )
+        self.send_button = widgets.Button(
+            description="Send", button_style="primary", icon="paper-plane"
+        )
+        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.attach_last = widgets.ToggleButton(description="attach last figure", icon="image")
+        self.upload = widgets.FileUpload(accept="image/*", multiple=True, description="Images")
+        self.footer = widgets.HTML()
+        for part, name in (
+            (self.model, "ofox-model"),
+            (self.view, "ofox-chat-log"),
+            (self.input, "ofox-chat-input"),
+            (self.send_button, "ofox-send"),
+            (self.stop_button, "ofox-stop"),
+            (self.attach_last, "ofox-attach-last"),
+            (self.upload, "ofox-upload"),
+            (self.footer, "ofox-chat-footer"),
+        ):
+            part.add_class(name)
+        self.send_button.on_click(lambda _: self.send())
+        self.stop_button.on_click(lambda _: self.stop())
+        controls = widgets.HBox([self.send_button, self.stop_button, self.attach_last, self.upload])
+        super().__init__([self.model, self.view, self.input, controls, self.footer], **kwargs)
+        self.add_class("ofox-chat")
+        self.task: asyncio.Task[None] | None = None
+        self.last_exchange: Exchange | None = None
+        self._show_history()
+
+    def __repr__(self) -> str:
+        return f"<ofox ChatWidget chat={self.chat!r}>"
+
+    # -- the conversation view
+
+    def _show_history(self) -> None:
+        conversation = self._magics.session.chats.get(self.chat)
+        outputs = []
+        for turn in conversation.turns if conversation else ():
+            outputs.append(_markdown(self._user_markdown(turn.user.text, len(turn.user.images))))
+            text = turn.text + (f"\n\n*{turn.status}*" if turn.status != "complete" else "")
+            outputs.append(_markdown(text or "*(no text)*"))
+        self.view.outputs = tuple(outputs)
+        self.footer.value = f"chat <b>{html.escape(self.chat)}</b> · {len(outputs) // 2} turns"
+
+    @staticmethod
+    def _user_markdown(text: str, images: int) -> str:
+        attached = f" *(+{images} image{'s' * (images != 1)})*" if images else ""
+        quoted = "\n".join(f"> {line}" for line in text.splitlines() or [""])
+        return f"**You**{attached}\n\n{quoted}"
+
+    def _set_reply(self, bundle: dict[str, str]) -> None:
+        text = bundle.get("text/markdown") or bundle.get("text/plain", "")
+        self.view.outputs = (*self.view.outputs[:-1], _markdown(text))
+
+    # -- sending and stopping
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def send(self, text: str | None = None) -> asyncio.Task[None] | None:
+        """Send the input box's text (or ``text``); returns the streaming task."""
+        prompt = (self.input.value if text is None else text).strip()
+        if not prompt or self.busy:
+            return None
+        try:
+            images = self._images()
+            if images:
+                self._magics.session.check_vision(str(self.model.value))
+        except OfoxError as err:
+            self._error(err)
+            return None
+        self.input.value = ""
+        self.attach_last.value = False
+        self.upload.value = ()
+        options = AskOptions(
+            model=str(self.model.value), chat=self.chat, images=tuple(i.part for i in images)
+        )
+        self.view.outputs = (
+            *self.view.outputs,
+            _markdown(self._user_markdown(prompt, len(images))),
+            _markdown("…"),
+        )
+        # Buttons change now, not when the task first runs: a click must never find them stale.
+        self.send_button.disabled, self.stop_button.disabled = True, False
+        self.footer.value = "streaming…"
+        self.task = _start(self._stream(prompt, options))
+        return self.task
+
+    def _images(self) -> list[PreparedImage]:
+        from ._images import prepare_image
+
+        images = []
+        if self.attach_last.value:
+            data = self._magics.recent.last()
+            if data is None:
+                raise OfoxError("no figure has been displayed yet", hint="plot something first")
+            images.append(prepare_image(data, name="last figure"))
+        for item in self.upload.value or ():
+            images.append(prepare_image(bytes(item["content"]), name=str(item["name"])))
+        return images
+
+    async def _stream(self, prompt: str, options: AskOptions) -> None:
+        live = LiveReply(options.model, sink=self._set_reply, tick_seconds=0)
+        live.start()
+        try:
+            exchange = await self._magics.session.ask_async(prompt, options, live)
+        except Interrupted as stop:
+            if stop.exchange is not None and stop.exchange.reply.text:
+                self.last_exchange = stop.exchange
+                text = render_replies(stop.exchange)
+                self._set_reply({"text/markdown": f"{text}\n\n{STOPPED_LINE}"})
+            else:
+                self._set_reply({"text/markdown": f"*{STOPPED_LINE}*"})
+            self.footer.value = "stopped — partial reply kept"
+        except OfoxError as err:
+            self._set_reply({"text/markdown": "*(no reply)*"})
+            self._error(err)
+        else:
+            self.last_exchange = exchange
+            live.finish(exchange)
+            facts, warnings = footer_parts(exchange)
+            self.footer.value = html.escape(" · ".join(facts + [f"⚠ {w}" for w in warnings]))
+            if exchange.error is not None:
+                self._error(exchange.error)
+        finally:
+            self.send_button.disabled, self.stop_button.disabled = False, True
+
+    def _error(self, err: OfoxError) -> None:
+        self.footer.value = f'<span style="color:#b00">⚠ {html.escape(err.one_line())}</span>'
+
+    def stop(self) -> None:
+        """Stop streaming now; the partial reply stays, marked."""
+        if self.busy and self.task is not None:
+            self.task.cancel()
+
+    async def wait(self) -> None:
+        """Wait until the current reply (if any) has finished or stopped."""
+        if self.task is not None:
+            await asyncio.wait([self.task])
+
+
+class _Column:
+    """One model-and-temperature column of the comparison."""
+
+    def __init__(self, model: str, temperature: float | None) -> None:
+        self.model = model
+        self.temperature = temperature
+        label = model if temperature is None else f"{model} · t={temperature:g}"
+        self.title = widgets.HTML(f"<b>{html.escape(label)}</b>")
+        self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
+        self.footer = widgets.HTML()
+        self.output.add_class("ofox-compare-output")
+        self.footer.add_class("ofox-compare-footer")
+        self.box = widgets.VBox(
+            [self.title, self.output, self.footer],
+            layout=widgets.Layout(flex="1 1 0", min_width="220px", margin="0 8px 0 0"),
+        )
+        self.box.add_class("ofox-compare-column")
+        self.exchange: Exchange | None = None
+
+    def show(self, bundle: dict[str, str]) -> None:
+        text = bundle.get("text/markdown") or bundle.get("text/plain", "")
+        self.output.outputs = (_markdown(text),)
+
+
+class CompareWidget(widgets.VBox):  # type: ignore[misc]
+    """One prompt, several models or temperatures side by side, all streaming at once.
+
+    >>> CompareWidget(models=["openai/gpt-4o", "anthropic/claude-sonnet-4.5"])
+    >>> CompareWidget(temperatures=[0, 1, 2])       # or: %ofox compare -t 0,1,2
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str] | None = None,
+        temperatures: Sequence[float | None] | None = None,
+        prompt: str = "",
+        **kwargs: Any,
+    ) -> None:
+        self._magics = _magics()
+        chosen = list(models or [str(self._magics.model)])
+        temps = list(temperatures or [None])
+        self.columns = [_Column(m, t) for m in chosen for t in temps]
+        self.prompt = widgets.Textarea(
+            value=prompt,
+            placeholder="One prompt for every column…",
+            layout=widgets.Layout(width="100%", height="64px"),
+        )
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.attach_last = widgets.ToggleButton(description="attach last figure", icon="image")
+        self.prompt.add_class("ofox-compare-prompt")
+        self.run_button.add_class("ofox-compare-run")
+        self.stop_button.add_class("ofox-compare-stop")
+        self.attach_last.add_class("ofox-attach-last")
+        self.run_button.on_click(lambda _: self.run())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.status = widgets.HTML()
+        super().__init__(
+            [
+                self.prompt,
+                widgets.HBox([self.run_button, self.stop_button, self.attach_last]),
+                widgets.HBox([c.box for c in self.columns]),
+                self.status,
+            ],
+            **kwargs,
+        )
+        self.add_class("ofox-compare")
+        self.task: asyncio.Task[None] | None = None
+        self.total_seconds: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<ofox CompareWidget columns={len(self.columns)}>"
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def run(self, prompt: str | None = None) -> asyncio.Task[None] | None:
+        """Ask every column at once; returns the task that waits for all of them."""
+        text = (self.prompt.value if prompt is None else prompt).strip()
+        if not text or self.busy:
+            return None
+        images: tuple[dict[str, Any], ...] = ()
+        if self.attach_last.value:
+            from ._images import prepare_image
+
+            data = self._magics.recent.last()
+            if data is None:
+                self.status.value = "⚠ no figure has been displayed yet"
+                return None
+            images = (prepare_image(data, name="last figure").part,)
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.status.value = "streaming…"
+        self.task = _start(self._run_all(text, images))
+        return self.task
+
+    async def _run_all(self, prompt: str, images: tuple[dict[str, Any], ...]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await asyncio.gather(*(self._run_column(c, prompt, images) for c in self.columns))
+        finally:
+            self.total_seconds = loop.time() - started
+            self.run_button.disabled, self.stop_button.disabled = False, True
+            self.status.value = f"all columns done in {self.total_seconds:.2f} s"
+
+    async def _run_column(
+        self, column: _Column, prompt: str, images: tuple[dict[str, Any], ...]
+    ) -> None:
+        params = {} if column.temperature is None else {"temperature": column.temperature}
+        options = AskOptions(model=column.model, history=False, images=images, params=params)
+        live = LiveReply(column.model, sink=column.show, tick_seconds=0)
+        live.start()
+        column.footer.value = "streaming…"
+        try:
+            exchange = await self._magics.session.ask_async(prompt, options, live)
+        except Interrupted as stop:
+            partial = stop.exchange
+            text = render_replies(partial) if partial is not None else ""
+            column.show({"text/markdown": f"{text}\n\n{STOPPED_LINE}"})
+            column.footer.value = "stopped"
+            column.exchange = partial
+        except OfoxError as err:
+            column.show({"text/markdown": "*(no reply)*"})
+            column.footer.value = f"⚠ {html.escape(err.one_line())}"
+        else:
+            column.exchange = exchange
+            column.show(final_bundle(exchange, "markdown"))
+            facts, _ = footer_parts(exchange)
+            column.footer.value = html.escape(" · ".join(facts[1:]))  # the model is the title
+
+    def stop(self) -> None:
+        if self.busy and self.task is not None:
+            self.task.cancel()
+
+    async def wait(self) -> None:
+        if self.task is not None:
+            await asyncio.wait([self.task])
