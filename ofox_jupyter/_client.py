@@ -129,7 +129,7 @@ class _Core:
         timeout = response.request.extensions.get("timeout")
         if isinstance(timeout, dict):
             timeout["read"] = self.settings.timeouts.between_chunks
-        return StreamState(model, offline=self.settings.offline)
+        return StreamState(model, offline=self.settings.offline, secret=self.settings.api_key)
 
     def stream_failure(self, state: StreamState, exc: Exception) -> StreamError:
         if isinstance(exc, httpx.TimeoutException):
@@ -139,13 +139,48 @@ class _Core:
             return state.broken("malformed", f"not an event stream: {exc}")
         return state.broken("disconnected", f"the connection broke mid-stream: {_describe(exc)}")
 
+    @staticmethod
+    def retryable_transport(exc: Exception, method: str) -> bool:
+        """Whether a failure before the reply is safe to retry.
+
+        A chat POST whose request may have reached the model is not sent again: a first-byte
+        timeout could otherwise cost three completions and three times the wait. Failures to
+        connect, and a kept-alive connection the server had already closed, are safe.
+        """
+        if method == "GET":
+            return True
+        return isinstance(
+            exc,
+            (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.PoolTimeout,
+                httpx.RemoteProtocolError,
+            ),
+        )
+
+    def response_error(self, response: httpx.Response) -> tuple[APIError, bool]:
+        """The error for a non-2xx response (its body read), and whether to retry it."""
+        if response.status_code < 400:
+            location = response.headers.get("location", "?")
+            return (
+                APIConnectionError(
+                    f"{self.base_url} redirected ({response.status_code}) to {location}",
+                    hint="set OFOX_BASE_URL to the API's final address",
+                ),
+                False,
+            )
+        error = self.status_error(response)
+        return error, self.retry.retryable_status(error.status)
+
     def give_up_or_wait(
-        self, attempt: int, error: APIError, headers: Mapping[str, str] | None
+        self,
+        attempt: int,
+        error: APIError,
+        headers: Mapping[str, str] | None,
+        retryable: bool,
     ) -> float:
         """Seconds to wait before the next attempt; raises ``error`` when retrying is over."""
-        retryable = not isinstance(error, APIStatusError) or self.retry.retryable_status(
-            error.status
-        )
         delay = self.retry.delay(attempt, headers) if retryable else None
         if delay is None:
             raise error
@@ -226,10 +261,8 @@ class ChatStream:
     def _from_plain_json(self) -> Iterator[StreamEvent]:
         """Servers that ignore ``stream: true`` answer with one JSON body; replay it as events."""
         self._response.read()
-        self._reply = reply_from_completion(
-            self._response.json(),
-            self._state.accumulator.requested_model,
-            offline=self._core.settings.offline,
+        self._reply = _parse_completion(
+            self._response, self._state.accumulator.requested_model, self._core
         )
         self._state.done = True
         self._events.extend(events_of_reply(self._reply))
@@ -289,10 +322,8 @@ class AsyncChatStream:
         try:
             if not _is_event_stream(self._response):
                 await self._response.aread()
-                self._reply = reply_from_completion(
-                    self._response.json(),
-                    state.accumulator.requested_model,
-                    offline=self._core.settings.offline,
+                self._reply = _parse_completion(
+                    self._response, state.accumulator.requested_model, self._core
                 )
                 state.done = True
                 buffer.extend(events_of_reply(self._reply))
@@ -404,7 +435,7 @@ class Client:
         return self._core.describe("ofox_jupyter.Client")
 
     def _send(self, request: httpx.Request) -> httpx.Response:
-        """Send with retries before the first byte; return a response whose status is < 400."""
+        """Send with retries before the first byte; return a response whose status is 2xx."""
         for attempt in range(self._core.retry.max_retries + 1):
             headers: Mapping[str, str] | None = None
             try:
@@ -413,18 +444,22 @@ class Client:
                 raise ConfigError(f"invalid base URL: {exc}") from None
             except (httpx.RequestError, SSEError) as exc:
                 error: APIError = self._core.transport_error(exc)
+                retryable = self._core.retryable_transport(exc, request.method)
             else:
-                if response.status_code < 400:
+                if 200 <= response.status_code < 300:
                     return response
                 try:
                     response.read()
                 except httpx.RequestError as exc:
                     error = self._core.transport_error(exc)
+                    retryable = self._core.retryable_transport(exc, request.method)
                 else:
-                    error, headers = self._core.status_error(response), response.headers
+                    error, retryable = self._core.response_error(response)
+                    headers = response.headers
                 finally:
                     response.close()
-            time.sleep(self._core.give_up_or_wait(attempt, error, headers))
+            wait = self._core.give_up_or_wait(attempt, error, headers, retryable)
+            time.sleep(wait)
         raise AssertionError("unreachable: give_up_or_wait raises on the last attempt")
 
     def _post_chat(self, body: dict[str, Any]) -> httpx.Response:
@@ -526,18 +561,22 @@ class AsyncClient:
                 raise ConfigError(f"invalid base URL: {exc}") from None
             except (httpx.RequestError, SSEError) as exc:
                 error: APIError = self._core.transport_error(exc)
+                retryable = self._core.retryable_transport(exc, request.method)
             else:
-                if response.status_code < 400:
+                if 200 <= response.status_code < 300:
                     return response
                 try:
                     await response.aread()
                 except httpx.RequestError as exc:
                     error = self._core.transport_error(exc)
+                    retryable = self._core.retryable_transport(exc, request.method)
                 else:
-                    error, headers = self._core.status_error(response), response.headers
+                    error, retryable = self._core.response_error(response)
+                    headers = response.headers
                 finally:
                     await response.aclose()
-            await asyncio.sleep(self._core.give_up_or_wait(attempt, error, headers))
+            wait = self._core.give_up_or_wait(attempt, error, headers, retryable)
+            await asyncio.sleep(wait)
         raise AssertionError("unreachable: give_up_or_wait raises on the last attempt")
 
     async def _post_chat(self, body: dict[str, Any]) -> httpx.Response:

@@ -87,14 +87,21 @@ def notebook_key(user_ns: Mapping[str, Any] | None = None) -> tuple[str, bool]:
 class HistoryStore:
     """SQLite persistence of chats. Safe to call from the kernel's threads (one lock)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | str | None) -> None:
+        """Open (or create) the store at ``path``; ``None`` keeps it in memory only."""
+        self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        # WAL + NORMAL: a turn is durable across kernel restarts and costs ~1 ms to add.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        if self.path is None:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            try:
+                # WAL + NORMAL: a turn is durable across kernel restarts and costs ~1 ms to add.
+                self._db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                pass  # e.g. a network file system without shared memory: the default journal
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     @contextmanager

@@ -85,6 +85,10 @@ def prepare_image(obj: Any, detail: str | None = None, *, name: str = "") -> Pre
     if detail is not None and detail not in DETAILS:
         raise ImageError(f"--detail must be auto, low or high, not {detail!r}")
     label = name or type(obj).__name__
+    if not isinstance(obj, str) and getattr(obj, "data", None) is None:
+        remote = getattr(obj, "url", None)  # IPython.display.Image(url=...): still a URL
+        if isinstance(remote, str) and _URL.match(remote.strip()):
+            obj = remote
     if isinstance(obj, str) and _URL.match(obj.strip()):
         return PreparedImage(url=obj.strip(), detail=detail, source=f"{label}: {obj.strip()}")
     image, from_figure = _open(obj, label)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 import shlex
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from ._session import AskOptions, Exchange, Interrupted, NotebookSession
 from ._template import interpolate
 
 DETAILS = ("auto", "low", "high")  # as in _images, which is not imported until an image is sent
+OFFLINE_SUFFIX = " (offline)"  # usage rows of emulator replies (see NotebookSession._finish)
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -98,6 +100,7 @@ class OfoxMagics(Magics):
         self._cell_id: str | None = None
         self._session: NotebookSession | None = None
         self.restored_notice: str | None = None
+        self.store_notice: str | None = None
         #: The renderer of the last ``%%ofox`` cell, kept for inspection: its ``updates`` count
         #: and ``first_text_at``/``first_shown_at`` timings (bench/display_updates.py reads them).
         self.last_live: LiveReply | None = None
@@ -112,11 +115,20 @@ class OfoxMagics(Magics):
             ns = self.shell.user_ns if self.shell is not None else {}
             key, _persistent = notebook_key(ns)
             path = Path(self.history_path) if self.history_path else default_history_path()
+            try:
+                store = HistoryStore(path)
+            except (OSError, sqlite3.Error) as err:
+                # Chats still work, for this kernel only, rather than every cell failing.
+                store = HistoryStore(None)
+                self.store_notice = (
+                    f"ofox: cannot keep history in {path} ({err}); chats are kept in memory "
+                    "only (set OFOX_HISTORY_PATH or %config OfoxMagics.history_path)"
+                )
             self._session = NotebookSession(
                 notebook=key,
                 client_factory=self._make_client,
                 async_client_factory=self._make_async_client,
-                store=HistoryStore(path),
+                store=store,
                 max_context_tokens=self.max_context_tokens,
             )
             turns = sum(len(c.turns) for c in self._session.chats.values())
@@ -150,6 +162,18 @@ class OfoxMagics(Magics):
         if self._session is not None:
             self._session.reset_client()
 
+    @observe("history_path")
+    def _history_path_changed(self, change: Any) -> None:
+        # Reopen at the new place on next use (and restore what is there), not silently ignore.
+        session = self._session
+        if session is not None:
+            session.reset_client()
+            if session.store is not None:
+                session.store.close()
+            self._session = None
+            for notice in self.notices():
+                print(notice)
+
     @observe("max_context_tokens")
     def _context_changed(self, change: Any) -> None:
         if self._session is not None:
@@ -170,6 +194,8 @@ class OfoxMagics(Magics):
         """One line each: restored history, and offline mode."""
         lines = []
         _ = self.session  # loads the history
+        if self.store_notice:
+            lines.append(self.store_notice)
         if self.restored_notice:
             lines.append(self.restored_notice)
         if self.offline():
@@ -250,6 +276,12 @@ class OfoxMagics(Magics):
         except OfoxError as err:
             live.abandon()
             raise _fail(err) from None
+        except KeyboardInterrupt:
+            live.abandon()
+            raise _fail("interrupted before the reply began — nothing was recorded") from None
+        except BaseException:
+            live.abandon()  # a bug of ours must not leave the status line ticking
+            raise
         live.finish(exchange)
         self._publish(exchange, args.out)
         if exchange.error is not None:
@@ -353,7 +385,9 @@ class OfoxMagics(Magics):
             )
         return {
             "type": "json_schema",
-            "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+            # Strict mode is only valid for schemas that follow its rules (OpenAI answers 400
+            # otherwise); any other schema is still sent, as a non-strict guide.
+            "json_schema": {"name": schema_name, "schema": schema, "strict": _strict_ok(schema)},
         }
 
     def _image(self, name: str, detail: str | None) -> PreparedImage:
@@ -505,25 +539,32 @@ class OfoxMagics(Magics):
         lines = ["| model | requests | tokens in | tokens out | cost |", "|---|---|---|---|---|"]
         plain = []
         total_in = total_out = total_requests = 0
-        total_cost: float | None = None
+        charged: float | None = None
+        listed = 0.0  # what the offline requests would have cost
         for model, prompt, completion, cost, requests in rows:
-            shown = "—" if cost is None else format_cost(cost)
+            offline = model.endswith(OFFLINE_SUFFIX)
+            if cost is None:
+                shown = "—"
+            elif offline:
+                shown, listed = f"({format_cost(cost)})", listed + cost
+            else:
+                shown, charged = format_cost(cost), (charged or 0.0) + cost
             lines.append(f"| `{model}` | {requests} | {prompt:,} | {completion:,} | {shown} |")
-            plain.append(f"{model:<36} {requests:>5} {prompt:>10,} {completion:>10,} {shown:>10}")
-            total_in, total_out, total_requests = (
-                total_in + prompt,
-                total_out + completion,
-                total_requests + requests,
-            )
-            if cost is not None:
-                total_cost = (total_cost or 0.0) + cost
-        shown = "—" if total_cost is None else format_cost(total_cost)
+            plain.append(f"{model:<40} {requests:>5} {prompt:>10,} {completion:>10,} {shown:>11}")
+            total_in += prompt
+            total_out += completion
+            total_requests += requests
+        shown = "—" if charged is None else format_cost(charged)
         lines.append(
             f"| **total** | {total_requests} | {total_in:,} | {total_out:,} | **{shown}** |"
         )
         plain.append(
-            f"{'total':<36} {total_requests:>5} {total_in:>10,} {total_out:>10,} {shown:>10}"
+            f"{'total':<40} {total_requests:>5} {total_in:>10,} {total_out:>10,} {shown:>11}"
         )
+        if listed:
+            note = f"(offline requests are not charged; at list prices: {format_cost(listed)})"
+            lines.append(f"\n*{note}*")
+            plain.append(note)
         self._show("\n".join(lines), "\n".join(plain))
 
     def _cmd_config(self, words: list[str]) -> None:
@@ -543,7 +584,7 @@ class OfoxMagics(Magics):
             ("API", where),
             ("key", key),
             ("notebook", session.notebook),
-            ("history", str(session.store.path) if session.store else "off"),
+            ("history", str(session.store.path or "in memory only") if session.store else "off"),
             ("display", f"{self.display_mode} ({self._mode()}), {self.format}"),
             ("retries", str(self.max_retries)),
             (
@@ -587,7 +628,10 @@ class OfoxMagics(Magics):
         if chat is not None and chat not in self.session.chats:
             raise _fail(f"no chat named {chat!r}")
         path = Path(rest[0]).expanduser()
-        turns = self.session.export(path, str(chat) if chat else None)
+        try:
+            turns = self.session.export(path, str(chat) if chat else None)
+        except OSError as err:
+            raise _fail(f"cannot write {path}: {err.strerror or err}") from None
         print(f"ofox: wrote {turns} turn{'s' * (turns != 1)} to {path}")
 
     def _cmd_chat(self, words: list[str]) -> None:
@@ -626,6 +670,22 @@ class OfoxMagics(Magics):
                 temperatures=list(temperatures) or None,
             )
         )
+
+
+def _strict_ok(schema: Any) -> bool:
+    """Whether a JSON schema meets structured-output strict mode: every object closes its
+    properties (``additionalProperties: false``) and requires all of them."""
+    if isinstance(schema, list):
+        return all(_strict_ok(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or ()) != set(properties):
+            return False
+    return all(_strict_ok(v) for k, v in schema.items() if k not in ("required", "enum"))
 
 
 _LOADED: dict[int, OfoxMagics] = {}

@@ -54,7 +54,9 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     if reply.usage is not None:
         facts.append(f"{reply.usage.prompt_tokens:,} → {reply.usage.completion_tokens:,} tokens")
     if exchange.cost is not None:
-        facts.append(format_cost(exchange.cost))
+        # Offline nothing is charged; the list price is still worth seeing while learning.
+        cost = format_cost(exchange.cost)
+        facts.append(f"would cost {cost}" if reply.offline else cost)
     if exchange.first_token_seconds is not None:
         facts.append(f"first token {exchange.first_token_seconds:.2f} s")
     facts.append(f"{exchange.total_seconds:.2f} s")

@@ -68,6 +68,8 @@ def _ignore(event: SessionEvent) -> None:
 
 #: Room kept for the reply when deciding how much history fits the model's context.
 REPLY_RESERVE_TOKENS = 1024
+#: Seconds before a failed catalog fetch is tried again.
+CATALOG_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class NotebookSession:
         self._client: Client | None = None
         self._async_client: AsyncClient | None = None
         self._catalog: dict[str, ModelInfo] | None = None
+        self._catalog_failed_at: float | None = None
         self._clock = clock
         self.chats: dict[str, Conversation] = store.load(notebook) if store else {}
 
@@ -198,15 +201,42 @@ class NotebookSession:
             client, self._async_client = self._async_client, None
             await client.aclose()
 
+    def _catalog_due(self, refresh: bool) -> bool:
+        if refresh or self._catalog is None:
+            return True
+        # A failed fetch is not final: try again a minute later (a blip must not switch off
+        # trimming, vision checks and prices for the whole session).
+        return self._catalog_failed_at is not None and (
+            self._clock() - self._catalog_failed_at > CATALOG_RETRY_SECONDS
+        )
+
+    def _catalog_result(self, models: list[ModelInfo] | None) -> dict[str, ModelInfo]:
+        if models is None:
+            self._catalog, self._catalog_failed_at = {}, self._clock()
+        else:
+            self._catalog, self._catalog_failed_at = {m.id: m for m in models}, None
+        return self._catalog
+
     def catalog(self, *, refresh: bool = False) -> dict[str, ModelInfo]:
         """The model catalog by id, fetched once; empty when the server has no usable catalog."""
-        if self._catalog is None or refresh:
+        if self._catalog_due(refresh):
             try:
-                self._catalog = {m.id: m for m in self.client.models()}
+                return self._catalog_result(self.client.models())
             except OfoxError:
                 if refresh:
                     raise
-                self._catalog = {}
+                return self._catalog_result(None)
+        assert self._catalog is not None
+        return self._catalog
+
+    async def acatalog(self) -> dict[str, ModelInfo]:
+        """:meth:`catalog` for the event loop: fetched with the async client, never blocking."""
+        if self._catalog_due(False):
+            try:
+                return self._catalog_result(await self.async_client.models())
+            except OfoxError:
+                return self._catalog_result(None)
+        assert self._catalog is not None
         return self._catalog
 
     def model_info(self, model: str) -> ModelInfo | None:
@@ -269,6 +299,10 @@ class NotebookSession:
     ) -> Exchange:
         """:meth:`ask` on the event loop, for the widgets: the same exchange, recorded the same
         way; cancelling the task stops the stream and keeps the partial reply (``Interrupted``)."""
+        try:
+            await self.acatalog()  # so that _prepare finds it cached and never blocks the loop
+        except asyncio.CancelledError:
+            raise Interrupted(None) from None
         message, messages, conversation, omitted = self._prepare(prompt, options)
         steps = self._steps(messages, options, listener)
         request = next(steps)
@@ -286,32 +320,30 @@ class NotebookSession:
     def _prepare(
         self, prompt: str, options: AskOptions
     ) -> tuple[Message, list[Message], Conversation, tuple[int, int]]:
-        """The user message, the messages to send, the chat, and (turns, images) left out."""
-        if not options.history:  # a one-off touches no chat, not even to create it
-            conversation = Conversation(name=options.chat)
+        """The user message, the messages to send, the chat as the request sees it, and the
+        (turns, images) left out. Nothing is changed here: ``--new`` and ``-s`` take effect in
+        :meth:`_finish`, so a request that fails costs no history."""
+        existing = self.chats.get(options.chat)
+        if not options.history or options.new or existing is None:
+            base = Conversation(name=options.chat)
         else:
-            if options.new:
-                self.reset(options.chat)
-            conversation = self.conversation(options.chat)
-        if options.system is not None and options.history:
-            conversation.system = options.system or None
-            if self.store is not None:
-                self.store.save_chat(self.notebook, options.chat, conversation.system)
+            base = existing
+        system = base.system if options.system is None else (options.system or None)
+        view = Conversation(name=options.chat, system=system, turns=base.turns)
         message = user(prompt, options.images)
-        if options.history:
-            budget = self._budget(options.model, options.params)
-            messages, omitted, omitted_images = conversation.request_messages(
+        try:
+            budget = self._budget(options.model, options.params) if options.history else None
+            messages, omitted, omitted_images = view.request_messages(
                 message, cell_id=options.cell_id, budget=budget
             )
-        else:
-            head = [Message(role="system", content=options.system)] if options.system else []
-            messages, omitted, omitted_images = [*head, message], 0, 0
-        if options.images:
-            self.check_vision(options.model)
-        elif not self._takes_images(options.model):
-            # Earlier turns had images but this model reads text only: send their notes instead.
-            messages = [strip_images(m) for m in messages]
-        return message, messages, conversation, (omitted, omitted_images)
+            if options.images:
+                self.check_vision(options.model)
+            elif not self._takes_images(options.model):
+                # Earlier turns had images but this model reads text only: send notes instead.
+                messages = [strip_images(m) for m in messages]
+        except KeyboardInterrupt:
+            raise Interrupted(None) from None
+        return message, messages, view, (omitted, omitted_images)
 
     def _takes_images(self, model: str) -> bool:
         info = self.model_info(model)
@@ -370,11 +402,18 @@ class NotebookSession:
                 break
             assert registry is not None
             answered = [reply.message]
-            for call in reply.tool_calls:
-                result = registry.call(call)
-                results.append(result)
-                notify(result)
-                answered.append(result.message)
+            try:
+                for call in reply.tool_calls:
+                    result = registry.call(call)
+                    results.append(result)
+                    notify(result)
+                    answered.append(result.message)
+            except KeyboardInterrupt:
+                # Interrupted inside a tool: keep what was said, but not calls without results.
+                status = "interrupted"
+                if reply.text:
+                    replies.append(assistant(reply.text))
+                break
             replies += answered
             sent += answered
             rounds += 1
@@ -475,22 +514,31 @@ class NotebookSession:
             return err.partial, "partial", err, first
 
     def _finish(
-        self, exchange: Exchange, message: Message, options: AskOptions, conv: Conversation
+        self, exchange: Exchange, message: Message, options: AskOptions, view: Conversation
     ) -> None:
         reply = exchange.reply
         info = self.model_info(reply.model) if reply.usage else None
         exchange.cost = info.cost(reply.usage) if info else None
         if reply.usage is not None and self.store is not None:
+            # Offline replies cost nothing: counted apart, never mixed with real spend.
+            model = f"{reply.model} (offline)" if reply.offline else reply.model
             self.store.add_usage(
                 self.notebook,
-                reply.model,
+                model,
                 reply.usage.prompt_tokens,
                 reply.usage.completion_tokens,
-                exchange.cost,
+                exchange.cost,  # at list price; %ofox usage tells offline rows apart
                 requests=exchange.requests,
             )
         has_content = bool(reply.text or exchange.replies)
         if options.history and (exchange.status == "complete" or has_content):
+            if options.new:
+                self.reset(options.chat)
+            conversation = self.conversation(options.chat)
+            if conversation.system != view.system:
+                conversation.system = view.system
+                if self.store is not None:
+                    self.store.save_chat(self.notebook, options.chat, view.system)
             turn = Turn(
                 id=os.urandom(16).hex(),  # not uuid: importing it costs milliseconds at load
                 chat=options.chat,
@@ -505,7 +553,7 @@ class NotebookSession:
                 status=exchange.status,
                 created=time.time(),
             )
-            _, replaced = conv.record(turn)
+            _, replaced = conversation.record(turn)
             if self.store is not None:
                 self.store.save_turn(self.notebook, turn, replaces=replaced)
             exchange.turn = turn

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ._config import Secret
 from ._exceptions import StreamError
 from ._messages import Message, ToolCall, assistant
 
@@ -256,9 +257,12 @@ class StreamState:
     the partial reply.
     """
 
-    def __init__(self, requested_model: str, *, offline: bool = False) -> None:
+    def __init__(
+        self, requested_model: str, *, offline: bool = False, secret: Secret | None = None
+    ) -> None:
         self.accumulator = ChunkAccumulator(requested_model, offline=offline)
         self.done = False
+        self._secret = secret  # an upstream may quote the key in an error: never show it
 
     def on_event(self, event: str, data: str) -> list[StreamEvent]:
         if not data:
@@ -280,8 +284,14 @@ class StreamState:
             # finish_reason "error". Keep any text the error chunk still carries.
             self.accumulator.feed({k: v for k, v in chunk.items() if k != "error"})
             message, api_type, code = _error_text(error if error is not None else chunk)
+            shown = [api_type, code if code != api_type else None]
+            label = " ".join(str(part) for part in shown if part)
+            detail = f" ({label})" if label else ""
             raise self.broken(
-                "error_event", f"the API reported an error mid-stream: {message}", api_type, code
+                "error_event",
+                f"the API reported an error mid-stream{detail}: {message}",
+                api_type,
+                code,
             )
         return self.accumulator.feed(chunk)
 
@@ -300,6 +310,8 @@ class StreamState:
         code: str | int | None = None,
     ) -> StreamError:
         self.done = True
+        if self._secret is not None:
+            message = self._secret.redact(message)
         return StreamError(
             message,
             kind=kind,
