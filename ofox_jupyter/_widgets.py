@@ -26,7 +26,7 @@ import ipywidgets as widgets
 
 from ._display import LiveReply
 from ._exceptions import OfoxError
-from ._render import final_bundle, footer_parts, render_replies
+from ._render import footer_parts, render_replies
 from ._session import AskOptions, Exchange, Interrupted
 
 if TYPE_CHECKING:
@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["ChatWidget", "CompareWidget"]
 
 STOPPED_LINE = "⏹ stopped — partial reply kept"
+#: Keeps the chat log scrolled to its newest message (an Output widget's layout cannot reach its
+#: inner area, so the rule comes as a style element in the panel).
+_LOG_CSS = (
+    "<style>.ofox-chat-log{display:flex;flex-direction:column-reverse}"
+    ".ofox-chat-log>.jp-OutputArea{flex-shrink:0}</style>"
+)
 
 
 def _magics() -> OfoxMagics:
@@ -89,7 +95,7 @@ class ChatWidget(widgets.VBox):  # type: ignore[misc]
         )
         self.view = widgets.Output(layout=widgets.Layout(max_height="480px", overflow="auto"))
         self.input = widgets.Textarea(
-            placeholder="Ask something… (Send, or Shift+Enter in the cell below)",
+            placeholder="Ask something… then click Send",
             layout=widgets.Layout(width="100%", height="72px"),
         )
         self.send_button = widgets.Button(
@@ -113,7 +119,10 @@ class ChatWidget(widgets.VBox):  # type: ignore[misc]
         self.send_button.on_click(lambda _: self.send())
         self.stop_button.on_click(lambda _: self.stop())
         controls = widgets.HBox([self.send_button, self.stop_button, self.attach_last, self.upload])
-        super().__init__([self.model, self.view, self.input, controls, self.footer], **kwargs)
+        super().__init__(
+            [widgets.HTML(_LOG_CSS), self.model, self.view, self.input, controls, self.footer],
+            **kwargs,
+        )
         self.add_class("ofox-chat")
         self.task: asyncio.Task[None] | None = None
         self.last_exchange: Exchange | None = None
@@ -359,9 +368,10 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             column.footer.value = f"⚠ {html.escape(err.one_line())}"
         else:
             column.exchange = exchange
-            column.show(final_bundle(exchange, "markdown"))
-            facts, _ = footer_parts(exchange)
-            column.footer.value = html.escape(" · ".join(facts[1:]))  # the model is the title
+            column.show({"text/markdown": render_replies(exchange) or "*(no text)*"})
+            facts, warnings = footer_parts(exchange)
+            shown = facts[1:] + [f"⚠ {w}" for w in warnings]  # the model is the column's title
+            column.footer.value = html.escape(" · ".join(shown))
 
     def stop(self) -> None:
         if self.busy and self.task is not None:

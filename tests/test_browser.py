@@ -1,0 +1,378 @@
+"""The widgets and the streaming magic in a real browser: JupyterLab driven by headless Chromium.
+
+Everything else tests the kernel's side of the wire; this is the one place where the frontend's
+side is checked as a person sees it: the reply of a ``%%ofox`` cell visibly growing, the chat
+widget's Send, its Stop clicked while a reply streams (which only works if the kernel stays
+responsive: the click is a comm message that must be handled mid-stream), and the comparison
+widget streaming its columns at once.
+
+The test starts its own JupyterLab (``tests/browser_helpers.py``) on a copy of
+``notebooks/widgets.ipynb``, offline (the kernel's built-in emulator, paced by
+``OFOX_EMULATOR_DELAY`` so that streaming takes seconds) and opens the notebook in Debian's
+Chromium through playwright's sync API. Each step saves a screenshot under
+``test-output/browser/`` (git-ignored; the paths are printed as they are written).
+
+Without Chromium (or playwright, or JupyterLab) the test skips on a developer's machine and fails
+in CI (``CI=true``), where a skip would quietly drop the only browser check.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    IN_CI,
+    JupyterLab,
+    NotebookPage,
+    Screenshots,
+    find_chromium,
+)
+
+if not IN_CI:  # in CI a missing package fails the import below instead
+    for _module, _what in (("playwright.sync_api", "playwright"), ("jupyterlab", "jupyterlab")):
+        pytest.importorskip(_module, reason=f"{_what} is not installed: pip install -e '.[test]'")
+
+from playwright.sync_api import (  # noqa: E402
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "widgets.ipynb"
+OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "browser"
+
+#: Seconds between streamed chunks of the kernel's emulator: 120 words take about 4 s, so a 100 ms
+#: poll sees the reply at many lengths, and a 400-word reply is still streaming when Stop is hit.
+EMULATOR_DELAY = "0.03"
+#: Generous, for a slow CI machine; each wait ends as soon as its condition holds.
+TIMEOUT = 45.0
+POLL = 0.1  # seconds between two looks at a growing output
+
+#: The emulator's filler words (``[emulator-words: N]``), counted to see how far a reply got.
+FILLER = re.compile(
+    r"\b(alpha|bravo|charlie|delta|echo|foxtrot|golf|hotel|india|juliett|kilo|lima|mike|november"
+    r"|oscar|papa|quebec|romeo|sierra|tango|uniform|victor|whiskey|xray|yankee|zulu)\b"
+)
+STOPPED_MARK = "⏹ stopped — partial reply kept"
+#: What ends a reply while it is still arriving (``ofox_jupyter._display.CURSOR``, without the
+#: space that the page's rendering may drop).
+CURSOR = "▍"
+
+
+def filler_words(text: str) -> int:
+    return len(FILLER.findall(text))
+
+
+# -- fixtures
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return find_chromium()
+
+
+@pytest.fixture(scope="module")
+def output_dir() -> Path:
+    """``test-output/browser/``, emptied first so that every screenshot there is from this run."""
+    shutil.rmtree(OUTPUT, ignore_errors=True)
+    OUTPUT.mkdir(parents=True)
+    return OUTPUT
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterator[JupyterLab]:
+    """JupyterLab serving a folder that holds a copy of the widgets notebook."""
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "notebooks"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    server = JupyterLab(
+        root, home, output_dir / "jupyterlab.log", {"OFOX_EMULATOR_DELAY": EMULATOR_DELAY}
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(
+    chromium: str, tmp_path_factory: pytest.TempPathFactory, output_dir: Path
+) -> Iterator[BrowserContext]:
+    """Headless Debian Chromium with a fresh profile, driven by playwright."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            context.set_default_timeout(TIMEOUT * 1000)
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def notebook(
+    chromium: str,
+    lab: JupyterLab,
+    browser: BrowserContext,
+    output_dir: Path,
+    screenshots: Screenshots,
+) -> Iterator[NotebookPage]:
+    """The widgets notebook open in JupyterLab, outputs cleared, the extension loaded."""
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    console = (output_dir / "console.log").open("w", encoding="utf-8")
+
+    # The page's own messages and errors, kept next to the screenshots for whoever debugs a
+    # failure.
+    def log_message(message: ConsoleMessage) -> None:
+        console.write(f"[{message.type}] {message.text}\n")
+
+    def log_error(error: Error) -> None:
+        console.write(f"[pageerror] {error}\n")
+
+    page.on("console", log_message)
+    page.on("pageerror", log_error)
+    try:
+        with screenshot_on_failure(screenshots, page, "setup"):
+            page.goto(lab.url(f"lab/tree/{NOTEBOOK.name}"))
+            nb = NotebookPage(page, TIMEOUT)
+            nb.wait_until_ready()
+            # The committed notebook holds the outputs of an earlier run; clearing them makes
+            # every output on the page one of this run, and the execution counts start from 1.
+            nb.clear_all_outputs()
+            load = nb.code_cell("%load_ext ofox_jupyter")
+            nb.run_and_wait(load)
+            expect(load.locator(".jp-Cell-outputArea")).to_contain_text("ofox: offline")
+        yield nb
+    finally:
+        console.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(output_dir: Path) -> Screenshots:
+    return Screenshots(output_dir)  # one numbering across the module's tests
+
+
+@pytest.fixture
+def shots(screenshots: Screenshots, capsys: pytest.CaptureFixture[str]) -> Screenshots:
+    """The module's screenshots, their paths printed past pytest's output capture."""
+
+    def announce(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n{line}", end="")
+
+    screenshots.announce = announce
+    return screenshots
+
+
+@contextmanager
+def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator[None]:
+    """On any failure inside, save what the page showed, then let the failure through."""
+    try:
+        yield
+    except BaseException:
+        try:
+            shots.save(page, f"{name}-FAILED")
+        except Exception:  # noqa: BLE001 - the original failure matters more than this one
+            pass
+        raise
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``condition`` every POLL seconds until it holds, or fail saying ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(POLL)
+
+
+# -- the steps
+
+
+def test_reply_grows_in_the_page(notebook: NotebookPage, shots: Screenshots) -> None:
+    """A long ``%%ofox`` reply is seen at several lengths while it streams, then in full."""
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "reply"):
+        cell = notebook.code_cell("how a Jupyter widget talks to its kernel")
+        count = notebook.run(cell)
+        started = time.monotonic()
+        growing: list[tuple[float, str]] = []  # (seconds since Shift+Enter, output text)
+        midway = False
+        while True:
+            prompt, text = notebook.state(cell)
+            if prompt == f"[{count}]:":
+                final = text
+                break
+            at = time.monotonic() - started
+            assert at < TIMEOUT, f"the cell still runs after {TIMEOUT:.0f} s: {text[-200:]!r}"
+            # The reply while it streams ends with the cursor; the status line before it and the
+            # final reply (published a moment before the cell's run is over) do not.
+            if "Offline emulator" in text and CURSOR in text:
+                growing.append((at, text))
+                if not midway and filler_words(text) >= 30:
+                    shots.save(page, "reply-streaming", cell)
+                    midway = True
+            time.sleep(POLL)
+        shots.save(page, "reply-final", cell)
+
+    lengths = [len(text) for _, text in growing]
+    assert len(set(lengths)) >= 3, f"the reply was seen at only these lengths: {lengths}"
+    seen_for = growing[-1][0] - growing[0][0]
+    assert seen_for >= 0.5, f"the reply grew for only {seen_for:.2f} s"
+    words = [filler_words(text) for _, text in growing]
+    assert words == sorted(words), f"the reply shrank while streaming: {words}"
+
+    assert "You said:" in final and "how a Jupyter widget talks to its kernel" in final
+    assert filler_words(final) == 120, final
+    assert "offline emulator" in final and "tokens" in final, "the footer is missing"
+    assert CURSOR not in final, "the streaming cursor was left behind"
+
+
+def open_chat(notebook: NotebookPage) -> Locator:
+    """Run the ``%ofox chat`` cell and return its live widget."""
+    cell = notebook.code_cell("%ofox chat")
+    notebook.run_and_wait(cell)
+    chat = cell.locator(".ofox-chat")
+    expect(chat).to_be_visible()
+    expect(chat.locator("button.ofox-send")).to_be_enabled()
+    expect(chat.locator("button.ofox-stop")).to_be_disabled()  # nothing to stop yet
+    return chat
+
+
+def messages(chat: Locator) -> Locator:
+    """The chat log's messages, one output each; the log starts with the chat's history."""
+    return chat.locator(".ofox-chat-log .jp-OutputArea-output")
+
+
+def send(chat: Locator, message: str) -> int:
+    """Type ``message`` into the chat's input and click Send; returns the reply's log index."""
+    index = messages(chat).count() + 1  # after the user's message
+    box = chat.locator(".ofox-chat-input textarea")
+    box.click()
+    box.fill(message)
+    chat.locator("button.ofox-send").click()
+    return index
+
+
+def show_latest(chat: Locator) -> None:
+    """Scroll the chat log to its end, as a person would to read the newest message."""
+    chat.locator(".ofox-chat-log").evaluate("log => { log.scrollTop = log.scrollHeight; }")
+
+
+def test_chat_widget_sends_and_shows_the_reply(notebook: NotebookPage, shots: Screenshots) -> None:
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "chat"):
+        chat = open_chat(notebook)
+        index = send(chat, "Hello from a real browser!")
+        footer = chat.locator(".ofox-chat-footer")
+        expect(messages(chat)).to_have_count(index + 1)
+        expect(messages(chat).nth(index - 1)).to_contain_text("Hello from a real browser!")
+        reply = messages(chat).nth(index)
+        # The emulator's reply restates the message, after its "Offline emulator" heading.
+        expect(reply).to_contain_text(
+            re.compile(r"Offline emulator[\s\S]*You said:[\s\S]*Hello from a real browser!")
+        )
+        expect(footer).to_contain_text("tokens")  # the usage footer, once the reply is done
+        expect(footer).to_contain_text("offline emulator")
+        expect(footer).not_to_contain_text("streaming")
+        expect(chat.locator("button.ofox-stop")).to_be_disabled()
+        expect(chat.locator("button.ofox-send")).to_be_enabled()
+        show_latest(chat)
+        shots.save(page, "chat-reply", chat)
+    assert CURSOR not in reply.inner_text(), "the streaming cursor was left behind"
+
+
+def test_chat_widget_stop_keeps_the_partial_reply(
+    notebook: NotebookPage, shots: Screenshots
+) -> None:
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "stop"):
+        chat = open_chat(notebook)
+        footer = chat.locator(".ofox-chat-footer")
+        stop = chat.locator("button.ofox-stop")
+
+        index = send(chat, "Tell me everything, slowly. [emulator-words: 400]")
+        reply = messages(chat).nth(index)
+        expect(stop).to_be_enabled()
+        expect(footer).to_contain_text("streaming")
+        # Let a good part of the reply arrive (400 words take about 12 s), then stop it.
+        wait_until(lambda: filler_words(reply.inner_text()) >= 40, "40 words of the reply")
+        show_latest(chat)
+        shots.save(page, "chat-streaming", chat)
+        before = filler_words(reply.inner_text())
+        stop.click()
+
+        expect(reply).to_contain_text(STOPPED_MARK)
+        expect(footer).to_contain_text("stopped — partial reply kept")
+        expect(stop).to_be_disabled()
+        expect(chat.locator("button.ofox-send")).to_be_enabled()
+        kept = reply.inner_text()
+        # A second look, a second later (some 30 chunks' worth): the reply no longer grows.
+        time.sleep(1.0)
+        later = reply.inner_text()
+        show_latest(chat)
+        shots.save(page, "chat-stopped", chat)
+
+    assert later == kept, "the reply kept growing after Stop"
+    assert messages(chat).count() == index + 1, "a message was added after the stopped reply"
+    words = filler_words(kept)
+    assert before <= words < 400, f"{words} words kept ({before} seen before Stop)"
+    assert "You said:" in kept and "Tell me everything, slowly." in kept, kept
+    assert kept.rstrip().endswith(STOPPED_MARK), kept[-200:]
+    assert CURSOR not in kept, "the streaming cursor was left behind"
+
+
+def test_compare_widget_streams_the_columns_at_once(
+    notebook: NotebookPage, shots: Screenshots
+) -> None:
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "compare"):
+        cell = notebook.code_cell("%ofox compare")
+        notebook.run_and_wait(cell)
+        compare = cell.locator(".ofox-compare")
+        columns = compare.locator(".ofox-compare-column")
+        expect(columns).to_have_count(2)
+        compare.locator(".ofox-compare-prompt textarea").fill(
+            "Which of you is faster? [emulator-words: 60]"
+        )
+        compare.locator("button.ofox-compare-run").click()
+
+        # Both columns are seen mid-stream (their cursors showing) in the same look.
+        outputs = compare.locator(".ofox-compare-output")
+
+        def both_streaming() -> bool:
+            texts = outputs.all_inner_texts()
+            return len(texts) == 2 and all(CURSOR in t and filler_words(t) > 0 for t in texts)
+
+        wait_until(both_streaming, "both columns streaming at the same time")
+        shots.save(page, "compare-streaming", compare)
+        footers = compare.locator(".ofox-compare-footer")
+        for n in range(2):
+            expect(footers.nth(n)).to_contain_text("tokens")
+            expect(footers.nth(n)).to_contain_text("offline emulator")
+        shots.save(page, "compare-done", compare)
+
+    for n, model in enumerate(("openai/gpt-4o", "anthropic/claude-sonnet-4.5")):
+        text = outputs.nth(n).inner_text()
+        assert model in columns.nth(n).inner_text() and model in text, text
+        assert "Which of you is faster?" in text and filler_words(text) == 60, text
+        assert CURSOR not in text, "the streaming cursor was left behind"
