@@ -78,13 +78,7 @@ class Turn:
             "cell_id": self.cell_id,
             "model": self.model,
             "served_model": self.served_model,
-            "usage": None
-            if self.usage is None
-            else {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
+            "usage": None if self.usage is None else self.usage.to_dict(),
             "cost": self.cost,
             "finish_reason": self.finish_reason,
             "status": self.status,

@@ -97,13 +97,7 @@ def provenance(exchange: Exchange) -> dict[str, Any]:
             "status": exchange.status,
             "finish_reason": reply.finish_reason,
             "offline": reply.offline,
-            "usage": None
-            if reply.usage is None
-            else {
-                "prompt_tokens": reply.usage.prompt_tokens,
-                "completion_tokens": reply.usage.completion_tokens,
-                "total_tokens": reply.usage.total_tokens,
-            },
+            "usage": None if reply.usage is None else reply.usage.to_dict(),
             "cost": exchange.cost,
         }
     }

@@ -48,6 +48,13 @@ class Usage:
     completion_tokens: int = 0
     total_tokens: int = 0
 
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         prompt = int(data.get("prompt_tokens") or 0)

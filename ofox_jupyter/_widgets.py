@@ -71,6 +71,16 @@ def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     return loop.create_task(coroutine)
 
 
+def _last_figure(magics: OfoxMagics) -> PreparedImage:
+    """The image this kernel displayed most recently, ready to send."""
+    from ._images import prepare_image
+
+    data = magics.recent.last()
+    if data is None:
+        raise OfoxError("no figure has been displayed yet", hint="plot something first")
+    return prepare_image(data, name="last figure")
+
+
 def _chat_models(magics: OfoxMagics, default: str) -> list[str]:
     try:
         catalog = magics.session.catalog()
@@ -191,12 +201,7 @@ class ChatWidget(widgets.VBox):  # type: ignore[misc]
     def _images(self) -> list[PreparedImage]:
         from ._images import prepare_image
 
-        images = []
-        if self.attach_last.value:
-            data = self._magics.recent.last()
-            if data is None:
-                raise OfoxError("no figure has been displayed yet", hint="plot something first")
-            images.append(prepare_image(data, name="last figure"))
+        images = [_last_figure(self._magics)] if self.attach_last.value else []
         for item in self.upload.value or ():
             images.append(prepare_image(bytes(item["content"]), name=str(item["name"])))
         return images
@@ -325,13 +330,11 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             return None
         images: tuple[dict[str, Any], ...] = ()
         if self.attach_last.value:
-            from ._images import prepare_image
-
-            data = self._magics.recent.last()
-            if data is None:
-                self.status.value = "⚠ no figure has been displayed yet"
+            try:
+                images = (_last_figure(self._magics).part,)
+            except OfoxError as err:
+                self.status.value = f"⚠ {html.escape(err.one_line())}"
                 return None
-            images = (prepare_image(data, name="last figure").part,)
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "streaming…"
         self.task = _start(self._run_all(text, images))
