@@ -110,9 +110,7 @@ class APIStatusError(APIError):
         self.api_message = api_message
         self.request_id = request_id
         self.retry_after = retry_after
-        # The code often repeats the status (observed real bodies) or the type: say it once.
-        shown_code = None if code in (status, str(status), type) else code
-        label = " ".join(str(part) for part in (type, shown_code) if part)
+        label = error_label(type, code, status)
         text = f"HTTP {status}" + (f" {label}" if label else "") + f": {api_message}"
         super().__init__(text, hint=hint)
 
@@ -204,6 +202,14 @@ class ToolArgumentsError(ToolError):
 
 class ImageError(OfoxError):
     """An image that cannot be sent: unknown type, corrupt data, a decompression bomb, no file."""
+
+
+def error_label(api_type: str | None, code: str | int | None, status: int | None = None) -> str:
+    """``type code`` of an API error for a message; the code is left out when it only repeats
+    the status (observed real bodies) or the type."""
+    repeats = (api_type,) if status is None else (status, str(status), api_type)
+    shown_code = None if code in repeats else code
+    return " ".join(str(part) for part in (api_type, shown_code) if part)
 
 
 def status_error_class(status: int) -> type[APIStatusError]:

@@ -139,23 +139,26 @@ class OfoxMagics(Magics):
                 )
         return self._session
 
+    def _client_settings(self) -> dict[str, Any]:
+        """What both clients are built from: the login key, then these traits."""
+        return {
+            "api_key": self._login.reveal() if self._login else None,
+            "base_url": self.base_url or None,
+            "timeout": Timeouts(
+                first_byte=self.first_byte_timeout, between_chunks=self.chunk_timeout
+            ),
+            "max_retries": self.max_retries,
+        }
+
     def _make_client(self) -> Client:
         from ._client import Client
 
-        key = self._login.reveal() if self._login else None
-        timeouts = Timeouts(first_byte=self.first_byte_timeout, between_chunks=self.chunk_timeout)
-        return Client(
-            key, base_url=self.base_url or None, timeout=timeouts, max_retries=self.max_retries
-        )
+        return Client(**self._client_settings())
 
     def _make_async_client(self) -> AsyncClient:
         from ._client import AsyncClient
 
-        key = self._login.reveal() if self._login else None
-        timeouts = Timeouts(first_byte=self.first_byte_timeout, between_chunks=self.chunk_timeout)
-        return AsyncClient(
-            key, base_url=self.base_url or None, timeout=timeouts, max_retries=self.max_retries
-        )
+        return AsyncClient(**self._client_settings())
 
     @observe("base_url", "max_retries", "first_byte_timeout", "chunk_timeout")
     def _client_settings_changed(self, change: Any) -> None:

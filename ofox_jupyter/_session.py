@@ -108,13 +108,17 @@ class Exchange:
     replies: tuple[Message, ...] = ()  # every assistant and tool message, in order
     tool_results: tuple[ToolResult, ...] = ()
     tool_rounds: int = 0
-    requests: int = 1  # HTTP requests the exchange made (one more per tool round)
     round_limit_hit: bool = False
     value: Any = None  # the parsed reply in JSON mode
 
     @property
     def text(self) -> str:
         return self.reply.text
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests the exchange made: the first, and one more per tool round."""
+        return self.tool_rounds + 1
 
     @property
     def offline(self) -> bool:
@@ -432,7 +436,6 @@ class NotebookSession:
             replies=tuple(replies),
             tool_results=tuple(results),
             tool_rounds=rounds,
-            requests=rounds + 1,
             round_limit_hit=limit_hit,
         )
         if options.expect_json and status == "complete" and not limit_hit:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ._config import Secret
-from ._exceptions import StreamError
+from ._exceptions import StreamError, error_label
 from ._messages import Message, ToolCall, assistant
 
 __all__ = [
@@ -291,8 +291,7 @@ class StreamState:
             # finish_reason "error". Keep any text the error chunk still carries.
             self.accumulator.feed({k: v for k, v in chunk.items() if k != "error"})
             message, api_type, code = _error_text(error if error is not None else chunk)
-            shown = [api_type, code if code != api_type else None]
-            label = " ".join(str(part) for part in shown if part)
+            label = error_label(api_type, code)
             detail = f" ({label})" if label else ""
             raise self.broken(
                 "error_event",

@@ -90,7 +90,27 @@ def _chat_models(magics: OfoxMagics, default: str) -> list[str]:
     return models if default in models else [default, *models]
 
 
-class ChatWidget(widgets.VBox):  # type: ignore[misc]
+class _Streaming:
+    """The one streaming task a panel owns: is it running, stop it, wait for it."""
+
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def stop(self) -> None:
+        """Stop streaming now; partial replies stay, marked."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def wait(self) -> None:
+        """Wait until the current stream (if any) has finished or stopped."""
+        if self.task is not None:
+            await asyncio.wait([self.task])
+
+
+class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
     """A chat panel: conversation, input, Send and Stop, model picker, images, usage.
 
     >>> ChatWidget(chat="main")          # or: %ofox chat
@@ -134,7 +154,7 @@ class ChatWidget(widgets.VBox):  # type: ignore[misc]
             **kwargs,
         )
         self.add_class("ofox-chat")
-        self.task: asyncio.Task[None] | None = None
+        self.task = None
         self.last_exchange: Exchange | None = None
         self._show_history()
 
@@ -164,10 +184,6 @@ class ChatWidget(widgets.VBox):  # type: ignore[misc]
         self.view.outputs = (*self.view.outputs[:-1], _markdown(text))
 
     # -- sending and stopping
-
-    @property
-    def busy(self) -> bool:
-        return self.task is not None and not self.task.done()
 
     def send(self, text: str | None = None) -> asyncio.Task[None] | None:
         """Send the input box's text (or ``text``); returns the streaming task."""
@@ -235,16 +251,6 @@ class ChatWidget(widgets.VBox):  # type: ignore[misc]
     def _error(self, err: OfoxError) -> None:
         self.footer.value = f'<span style="color:#b00">⚠ {html.escape(err.one_line())}</span>'
 
-    def stop(self) -> None:
-        """Stop streaming now; the partial reply stays, marked."""
-        if self.busy and self.task is not None:
-            self.task.cancel()
-
-    async def wait(self) -> None:
-        """Wait until the current reply (if any) has finished or stopped."""
-        if self.task is not None:
-            await asyncio.wait([self.task])
-
 
 class _Column:
     """One model-and-temperature column of the comparison."""
@@ -270,7 +276,7 @@ class _Column:
         self.output.outputs = (_markdown(text),)
 
 
-class CompareWidget(widgets.VBox):  # type: ignore[misc]
+class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
     """One prompt, several models or temperatures side by side, all streaming at once.
 
     >>> CompareWidget(models=["openai/gpt-4o", "anthropic/claude-sonnet-4.5"])
@@ -313,15 +319,11 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             **kwargs,
         )
         self.add_class("ofox-compare")
-        self.task: asyncio.Task[None] | None = None
+        self.task = None
         self.total_seconds: float | None = None
 
     def __repr__(self) -> str:
         return f"<ofox CompareWidget columns={len(self.columns)}>"
-
-    @property
-    def busy(self) -> bool:
-        return self.task is not None and not self.task.done()
 
     def run(self, prompt: str | None = None) -> asyncio.Task[None] | None:
         """Ask every column at once; returns the task that waits for all of them."""
@@ -375,11 +377,3 @@ class CompareWidget(widgets.VBox):  # type: ignore[misc]
             facts, warnings = footer_parts(exchange)
             shown = facts[1:] + [f"⚠ {w}" for w in warnings]  # the model is the column's title
             column.footer.value = html.escape(" · ".join(shown))
-
-    def stop(self) -> None:
-        if self.busy and self.task is not None:
-            self.task.cancel()
-
-    async def wait(self) -> None:
-        if self.task is not None:
-            await asyncio.wait([self.task])

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 if TYPE_CHECKING:
     from ofox_jupyter.emulator import Emulator
 
-TEST_KEY = "sk-ofox-test-7f3a9c1e5b2d4f60a8e1"
+#: A fake key: distinctive, so that the secret tests can search every output for it.
+TEST_KEY = "sk-ofox-FAKE-test-key-not-real-7f3a9c"
 
 
 @pytest.fixture(autouse=True)
