@@ -13,14 +13,23 @@ two rules that make notebook chat sane:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._messages import Message, system, text_part
 from ._streaming import Usage
 
-__all__ = ["Conversation", "Turn", "estimate_tokens", "strip_images"]
+__all__ = [
+    "UNSET",
+    "Conversation",
+    "Turn",
+    "TurnLoader",
+    "estimate_tokens",
+    "strip_images",
+    "turn_sizes",
+]
 
 #: A turn's status: the reply finished, a stream broke after text arrived, or the user stopped it.
 STATUSES = ("complete", "partial", "interrupted")
@@ -87,53 +96,209 @@ class Turn:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Turn:
-        usage = data.get("usage")
-        return cls(
-            id=str(data["id"]),
-            chat=str(data.get("chat") or "main"),
-            user=Message.from_dict(data["user"]),
-            replies=tuple(Message.from_dict(m) for m in data.get("replies") or ()),
-            cell_id=data.get("cell_id"),
-            model=str(data.get("model") or ""),
-            served_model=str(data.get("served_model") or ""),
-            usage=Usage.from_dict(usage) if usage else None,
-            cost=data.get("cost"),
-            finish_reason=data.get("finish_reason"),
-            status=str(data.get("status") or "complete"),
-            created=float(data.get("created") or 0.0),
-        )
+        """A turn from its stored JSON; ``ValueError`` when the data is not a turn (a corrupt
+        or foreign row), whatever is wrong with it."""
+        try:
+            if not isinstance(data, Mapping) or not isinstance(data.get("user"), Mapping):
+                raise ValueError("not a turn")
+            replies = data.get("replies") or ()
+            usage = data.get("usage")
+            cell_id = data.get("cell_id")
+            cost = data.get("cost")
+            finish = data.get("finish_reason")
+            if not isinstance(replies, list) or not all(isinstance(m, Mapping) for m in replies):
+                raise ValueError("replies must be a list of messages")
+            return cls(
+                id=str(data["id"]),
+                chat=str(data.get("chat") or "main"),
+                user=Message.from_dict(data["user"]),
+                replies=tuple(Message.from_dict(m) for m in replies),
+                cell_id=cell_id if isinstance(cell_id, str) else None,
+                model=str(data.get("model") or ""),
+                served_model=str(data.get("served_model") or ""),
+                usage=Usage.from_dict(usage) if isinstance(usage, Mapping) else None,
+                cost=float(cost) if isinstance(cost, (int, float)) else None,
+                finish_reason=finish if isinstance(finish, str) else None,
+                status=str(data.get("status") or "complete"),
+                created=float(data.get("created") or 0.0),
+            )
+        except (KeyError, TypeError, AttributeError, OverflowError) as err:
+            raise ValueError(f"not a turn: {err}") from None
 
 
-@dataclass
+class _Unset:
+    """Marks "no override" where ``None`` is a meaningful value (no system prompt)."""
+
+
+UNSET = _Unset()
+
+
+#: The window of turns a chat keeps loaded is what its last request sent; older turns stay in the
+#: store until asked for. Turns are fetched from it in batches of this many ids.
+LOAD_BATCH = 500
+
+
+def turn_sizes(turn: Turn) -> tuple[int, int, int]:
+    """(tokens without its images, extra tokens its images add, number of images) of ``turn``:
+    what deciding a request's window needs, computed once per turn and kept with it."""
+    full = slim = images = 0
+    for message in turn.messages:
+        full += estimate_tokens(message)
+        if message.images:
+            images += len(message.images)
+            slim += estimate_tokens(strip_images(message))
+        else:
+            slim += estimate_tokens(message)
+    return slim, full - slim, images
+
+
+#: Loads turns by id (from the history store); ids it cannot produce are simply missing.
+TurnLoader = Callable[[Sequence[str]], Mapping[str, Turn]]
+
+
 class Conversation:
-    """One named chat of a notebook: an optional system prompt and its turns in order."""
+    """One named chat of a notebook: an optional system prompt and its turns in order.
 
-    name: str
-    system: str | None = None
-    turns: list[Turn] = field(default_factory=list)
+    Only a compact index of the turns is always in memory (ids, cell ids and token sizes, a few
+    dozen bytes a turn); the turns themselves are loaded through ``loader`` when a request needs
+    them, and only the window that was last sent stays loaded. So one more cell costs what it
+    sends, not what the chat has accumulated: a 10,000-turn chat builds its request from the
+    same few dozen turns as a 100-turn one. Without a loader every turn stays in memory.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        system: str | None = None,
+        turns: Iterable[Turn] = (),
+        *,
+        loader: TurnLoader | None = None,
+    ) -> None:
+        self.name = name
+        self.system = system
+        self.loader = loader
+        self._ids: list[str] = []
+        self._cells: dict[str, int] = {}
+        self._slim = array("q")  # tokens of each turn with its images left out
+        self._extra = array("q")  # tokens its images add
+        self._images = array("q")  # images it holds
+        self._loaded: dict[str, Turn] = {}
+        #: Turns that exist only in memory (the store failed or there is none): never evicted.
+        self._pinned: set[str] = set()
+        #: Turns the loader could not produce (a corrupt or vanished row), so far.
+        self.unavailable = 0
+        for turn in turns:
+            self.record(turn)
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.name!r}: {len(self)} turns>"
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    # -- building the index
+
+    def add_entry(
+        self, turn_id: str, cell_id: str | None, slim: int, extra: int, images: int
+    ) -> None:
+        """Append a turn known only by its index entry (restored from the store)."""
+        if cell_id:
+            self._cells[cell_id] = len(self._ids)
+        self._ids.append(turn_id)
+        self._slim.append(slim)
+        self._extra.append(extra)
+        self._images.append(images)
+
+    def pin(self, turn_id: str, pinned: bool = True) -> None:
+        """Keep ``turn_id`` in memory (it is not safely in the store), or let it go again."""
+        if pinned:
+            self._pinned.add(turn_id)
+        else:
+            self._pinned.discard(turn_id)
+
+    def release_pins(self) -> None:
+        """Everything is in the store now: any turn may leave memory again."""
+        self._pinned.clear()
+
+    @property
+    def pinned(self) -> tuple[Turn, ...]:
+        """The turns that exist only in memory, in chat order."""
+        return tuple(self._loaded[i] for i in self._ids if i in self._pinned)
+
+    @property
+    def loaded(self) -> tuple[Turn, ...]:
+        """The turns in memory now, in chat order."""
+        return tuple(self._loaded[i] for i in self._ids if i in self._loaded)
+
+    # -- reading
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._ids)
+
+    @property
+    def turns(self) -> list[Turn]:
+        """Every turn, in order (loaded for the occasion; those the store lost are skipped).
+
+        For reports and exports; requests use :meth:`request_messages`, which loads only what
+        it sends."""
+        found = self._fetch(self._ids, keep=False)
+        return [found[i] for i in self._ids if i in found]
 
     def position_of_cell(self, cell_id: str | None) -> int | None:
         """Index of the turn recorded for ``cell_id``, if that cell has run in this chat."""
         if cell_id is None:
             return None
-        for index, turn in enumerate(self.turns):
-            if turn.cell_id == cell_id:
-                return index
-        return None
+        return self._cells.get(cell_id)
+
+    def _fetch(self, ids: Sequence[str], *, keep: bool) -> dict[str, Turn]:
+        found = {i: self._loaded[i] for i in ids if i in self._loaded}
+        missing = [i for i in ids if i not in found]
+        if missing and self.loader is not None:
+            for start in range(0, len(missing), LOAD_BATCH):
+                found.update(self.loader(missing[start : start + LOAD_BATCH]))
+        if keep:
+            self._loaded.update(found)
+        return found
+
+    # -- writing
 
     def record(self, turn: Turn) -> tuple[int, Turn | None]:
         """Add ``turn``, replacing the same cell's earlier turn in place; returns the position
-        and the turn that was replaced (or ``None`` when it was appended)."""
+        and the turn that was replaced (or ``None`` when it was appended; a replaced turn the
+        store can no longer produce comes back as a stub with its id only)."""
+        slim, extra, images = turn_sizes(turn)
         position = self.position_of_cell(turn.cell_id)
+        self._loaded[turn.id] = turn
         if position is None:
-            self.turns.append(turn)
-            return len(self.turns) - 1, None
-        replaced = self.turns[position]
-        self.turns[position] = turn
+            self.add_entry(turn.id, turn.cell_id, slim, extra, images)
+            return len(self._ids) - 1, None
+        old_id = self._ids[position]
+        replaced = self._loaded.pop(old_id, None) or Turn(
+            id=old_id, chat=self.name, user=Message(role="user", content="")
+        )
+        self._pinned.discard(old_id)
+        self._ids[position] = turn.id
+        self._slim[position], self._extra[position] = slim, extra
+        self._images[position] = images
         return position, replaced
 
+    def clear(self) -> None:
+        self._ids.clear()
+        self._cells.clear()
+        del self._slim[:], self._extra[:], self._images[:]
+        self._loaded.clear()
+        self._pinned.clear()
+
+    # -- the request
+
     def request_messages(
-        self, user: Message, *, cell_id: str | None = None, budget: int | None = None
+        self,
+        user: Message,
+        *,
+        cell_id: str | None = None,
+        budget: int | None = None,
+        system_prompt: str | None | _Unset = UNSET,
     ) -> tuple[list[Message], int, int]:
         """The messages to send for a new ``user`` message, the number of turns left out, and
         the number of earlier images left out.
@@ -141,34 +306,58 @@ class Conversation:
         A re-run cell sees only the turns before its own. With a ``budget`` (tokens), what does
         not fit is left out oldest first — images before whole turns, since an image costs as
         much as pages of text and the words around it usually still make sense without it. The
-        system prompt and the new message always stay.
-        """
-        position = self.position_of_cell(cell_id)
-        history = list(self.turns if position is None else self.turns[:position])
-        head = [system(self.system)] if self.system else []
-        omitted_turns = omitted_images = 0
-        if budget is not None:
-            fixed = sum(estimate_tokens(m) for m in (*head, user))
-            sizes = [sum(estimate_tokens(m) for m in t.messages) for t in history]
-            total = fixed + sum(sizes)
-            for index, turn in enumerate(history):
-                if total <= budget:
-                    break
-                if any(m.images for m in turn.messages):
-                    slim = _without_images(turn)
-                    omitted_images += sum(len(m.images) for m in turn.messages)
-                    new_size = sum(estimate_tokens(m) for m in slim.messages)
-                    total += new_size - sizes[index]
-                    history[index], sizes[index] = slim, new_size
-            while history and total > budget:
-                total -= sizes.pop(0)
-                history.pop(0)  # its images, if any, were counted when they were slimmed away
-                omitted_turns += 1
-        messages = head + [m for turn in history for m in turn.messages] + [user]
-        return messages, omitted_turns, omitted_images
+        system prompt (this chat's, or ``system_prompt``) and the new message always stay.
 
-    def clear(self) -> None:
-        self.turns.clear()
+        The window is chosen from the index alone (sums over arrays of sizes), so only the turns
+        that are sent are loaded and turned into messages.
+        """
+        prompt = self.system if isinstance(system_prompt, _Unset) else system_prompt
+        head = [system(prompt)] if prompt else []
+        position = self.position_of_cell(cell_id)
+        end = len(self._ids) if position is None else position
+        start, slimmed, omitted_images = 0, frozenset[int](), 0
+        if budget is not None and end:
+            fixed = sum(estimate_tokens(m) for m in (*head, user))
+            text = sum(self._slim[:end])
+            over = fixed + text + sum(self._extra[:end]) - budget
+            if over > 0 and fixed + text <= budget:
+                # All the words fit; leave out images, oldest first, until the rest fits.
+                chosen = []
+                for index in range(end):
+                    if over <= 0:
+                        break
+                    if self._images[index]:
+                        over -= self._extra[index]
+                        omitted_images += self._images[index]
+                        chosen.append(index)
+                slimmed = frozenset(chosen)
+            elif over > 0:
+                # Not even the words fit: no images at all, and the newest turns that fit.
+                omitted_images = sum(self._images[:end])
+                slimmed = frozenset(i for i in range(end) if self._images[i])
+                room, start = budget - fixed, end
+                while start > 0 and self._slim[start - 1] <= room:
+                    room -= self._slim[start - 1]
+                    start -= 1
+        window = self._ids[start:end]
+        found = self._fetch(window, keep=True)
+        # What was sent stays loaded; older turns go back to living in the store only.
+        keep = set(window) | self._pinned
+        for turn_id in [i for i in self._loaded if i not in keep]:
+            del self._loaded[turn_id]
+        missing = sum(1 for i in window if i not in found)
+        if missing:
+            self.unavailable += missing
+        messages = list(head)
+        for index in range(start, end):
+            turn = found.get(self._ids[index])
+            if turn is None:
+                continue
+            if index in slimmed:
+                turn = _without_images(turn)
+            messages.extend(turn.messages)
+        messages.append(user)
+        return messages, start, omitted_images
 
 
 def strip_images(message: Message) -> Message:

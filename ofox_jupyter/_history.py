@@ -1,9 +1,16 @@
-"""Chats that survive kernel restarts: a small SQLite store under the Jupyter data directory.
+"""Chats that survive kernel restarts: one SQLite store under the Jupyter data directory.
 
-One database for all notebooks, keyed by the notebook's path (see :func:`notebook_key`). Each turn
-is one row of JSON, so adding a turn to a long chat is one indexed insert; re-running a cell
-replaces its row in place. Images are stored once per content hash (``images`` table), and turns
-refer to them by ``ofox-image:<sha256>`` instead of repeating a base64 blob in every row.
+One database for every notebook, keyed by an opaque notebook id (``_identity`` decides which id a
+kernel works under: it follows the notebook through renames and copies). Each turn is one row of
+JSON plus the few numbers a request needs to choose its window (cell id, token sizes), so
+restoring a chat reads the index only and adding a turn is one indexed insert; re-running a cell
+replaces its row in place. Images are stored once per content hash (``images``), and turns refer
+to them as ``ofox-image:<sha256>`` instead of repeating a base64 blob in every row.
+
+Many kernels write one store at once: every write is a transaction that takes the write lock up
+front (``BEGIN IMMEDIATE``) with a busy timeout, retried a few times, so two notebooks side by side
+never see "database is locked". What is read back is untrusted (another version, another tool,
+a damaged file): a row that is not a turn is skipped and counted, never raised.
 
 The API key is never written here: turns hold messages and usage, nothing from the client.
 """
@@ -11,30 +18,49 @@ The API key is never written here: turns hold messages and usage, nothing from t
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
 import re
 import sqlite3
-import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ._conversation import Conversation, Turn
+from ._conversation import Conversation, Turn, turn_sizes
 
-__all__ = ["HistoryStore", "default_history_path", "notebook_key"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "HistoryStore",
+    "NotebookRecord",
+    "StoreError",
+    "default_history_path",
+]
+
+#: ``PRAGMA user_version`` of the layout below. 0 is the first layout (no version set), which is
+#: migrated in place; a higher number than this is a newer ofox-jupyter's, which we do not write.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS notebooks (
+    id TEXT PRIMARY KEY, path TEXT, kernel TEXT, parent TEXT,
+    created REAL NOT NULL, seen REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS notebooks_by_kernel ON notebooks (kernel);
 CREATE TABLE IF NOT EXISTS chats (
     notebook TEXT NOT NULL, chat TEXT NOT NULL, system TEXT,
     PRIMARY KEY (notebook, chat));
 CREATE TABLE IF NOT EXISTS turns (
     turn_id TEXT PRIMARY KEY, notebook TEXT NOT NULL, chat TEXT NOT NULL,
-    position INTEGER NOT NULL, data TEXT NOT NULL);
+    position INTEGER NOT NULL, data TEXT NOT NULL,
+    cell_id TEXT, origin TEXT, slim_tokens INTEGER, image_tokens INTEGER, images INTEGER);
 CREATE INDEX IF NOT EXISTS turns_by_chat ON turns (notebook, chat, position);
+CREATE INDEX IF NOT EXISTS turns_by_cell ON turns (cell_id) WHERE cell_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS turns_by_origin ON turns (origin) WHERE origin IS NOT NULL;
 CREATE TABLE IF NOT EXISTS images (hash TEXT PRIMARY KEY, mime TEXT NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
     notebook TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
@@ -42,8 +68,46 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (notebook, model));
 """
 
+_SCHEMA_STATEMENTS = tuple(s.strip() for s in _SCHEMA.split(";") if s.strip())
+
+#: Columns the first layout's ``turns`` lacked; added (and filled in) when it is migrated.
+_NEW_TURN_COLUMNS = ("cell_id", "origin", "slim_tokens", "image_tokens", "images")
+
+#: How long one write waits for another kernel's write to finish, and how often it tries again
+#: after that before the turn is kept in memory instead (see ``NotebookSession``).
+BUSY_TIMEOUT_SECONDS = 5.0
+WRITE_ATTEMPTS = 3
+
 _DATA_URL = re.compile(r"^data:(image/[\w.+-]+);base64,(.*)$", re.S)
 _IMAGE_REF = "ofox-image:"
+#: Identifiers per ``IN (...)`` list: well under SQLite's smallest variable limit (999).
+_IN_BATCH = 400
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The store cannot be used as asked (a newer schema, a file that is not a database)."""
+
+
+@dataclass(frozen=True)
+class NotebookRecord:
+    """What the store knows of one notebook id: where it was last seen, by which kernel."""
+
+    id: str
+    path: str | None
+    kernel: str | None
+    parent: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class ChatIndex:
+    """A chat as restored: its system prompt and, per turn in order, the index entry."""
+
+    name: str
+    system: str | None
+    entries: list[tuple[str, str | None, int, int, int]]
 
 
 def default_history_path() -> Path:
@@ -60,54 +124,155 @@ def default_history_path() -> Path:
     return data_dir.expanduser() / "ofox" / "history.sqlite3"
 
 
-def notebook_key(user_ns: Mapping[str, Any] | None = None) -> tuple[str, bool]:
-    """Which notebook this kernel runs, and whether that key survives a restart.
+def _batches(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), _IN_BATCH):
+        yield items[start : start + _IN_BATCH]
 
-    Jupyter Server tells kernels their notebook in ``JPY_SESSION_NAME``; VS Code puts the file in
-    ``__vsc_ipynb_file__``. Without either, the key is per kernel and history does not carry over.
-    """
-    session = os.environ.get("JPY_SESSION_NAME")
-    if session:
-        return session, True
-    vscode = (user_ns or {}).get("__vsc_ipynb_file__")
-    if isinstance(vscode, str) and vscode:
-        return vscode, True
-    # Only ask ipykernel when it is already running this process: importing it just to find out
-    # would cost terminal IPython ~160 ms (zmq, jupyter_client) at every %load_ext.
-    kernelapp = sys.modules.get("ipykernel.kernelapp")
-    app = getattr(kernelapp, "IPKernelApp", None)
-    if app is not None and app.initialized():
-        try:
-            return f"kernel:{Path(app.instance().connection_file).stem}", False
-        except Exception:  # noqa: BLE001 - an unusual kernel set-up: fall back to the process
-            pass
-    return f"process:{os.getpid()}", False
+
+def _marks(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items))
 
 
 class HistoryStore:
-    """SQLite persistence of chats. Safe to call from the kernel's threads (one lock)."""
+    """SQLite persistence of chats. Safe to call from the kernel's threads (one lock).
+
+    Every method may raise ``sqlite3.Error`` or ``OSError`` (locked past the timeout, disk full,
+    read-only); :class:`~ofox_jupyter._session.NotebookSession` turns those into a notice and
+    keeps the turn in memory. ``StoreError`` at opening means the file is not ours to write.
+    """
 
     def __init__(self, path: Path | str | None) -> None:
         """Open (or create) the store at ``path``; ``None`` keeps it in memory only."""
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
+        #: Rows read back that were not turns (damaged, or written by something else), so far.
+        self.skipped = 0
+        self._identity: tuple[int, int] | None = None
+        self._recreated = False
+        self._db = self._open()
+
+    # -- opening, and noticing that the file was deleted under us
+
+    def _open(self) -> sqlite3.Connection:
         if self.path is None:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            for statement in _SCHEMA_STATEMENTS:
+                db.execute(statement)
+            return db
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        try:
             try:
-                # WAL + NORMAL: a turn is durable across kernel restarts and costs ~1 ms to add.
-                self._db.execute("PRAGMA journal_mode=WAL")
+                # WAL: readers never wait for a writer, and a turn costs ~1 ms to add.
+                db.execute("PRAGMA journal_mode=WAL")
             except sqlite3.OperationalError:
                 pass  # e.g. a network file system without shared memory: the default journal
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._prepare_schema(db)
+        except BaseException:
+            db.close()
+            raise
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
+        return db
+
+    def _prepare_schema(self, db: sqlite3.Connection) -> None:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer ofox-jupyter (history schema {version}, "
+                f"this one knows {SCHEMA_VERSION})"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()  # another kernel's work?
+            if version < SCHEMA_VERSION:
+                self._migrate(db)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the first layout (or an empty file) to this one, keeping every chat."""
+        existing = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
+        if existing:
+            for column in _NEW_TURN_COLUMNS:
+                if column not in existing:
+                    kind = "TEXT" if column in ("cell_id", "origin") else "INTEGER"
+                    db.execute(f"ALTER TABLE turns ADD COLUMN {column} {kind}")
+        for statement in _SCHEMA_STATEMENTS:  # tables and indexes that are missing
+            db.execute(statement)
+        rows = db.execute("SELECT turn_id, data FROM turns WHERE slim_tokens IS NULL").fetchall()
+        for turn_id, data in rows:
+            turn = _parse_turn(turn_id, data)
+            if turn is None:
+                continue  # left without sizes: skipped (and counted) whenever it is read
+            slim, extra, images = turn_sizes(turn)
+            db.execute(
+                "UPDATE turns SET cell_id = ?, slim_tokens = ?, image_tokens = ?, images = ? "
+                "WHERE turn_id = ?",
+                (turn.cell_id, slim, extra, images, turn_id),
+            )
+
+    def _check_file(self) -> bool:
+        """Re-create the database when its file was deleted or replaced while we held it open:
+        SQLite would otherwise keep writing into the deleted file, and every later turn would
+        be lost without a word. Returns whether it did."""
+        if self.path is None or self._identity is None:
+            return False
+        try:
+            stat = os.stat(self.path)
+            same = (stat.st_dev, stat.st_ino) == self._identity
+        except FileNotFoundError:
+            same = False
+        if same:
+            return False
+        self._db.close()
+        self._db = self._open()
+        self._recreated = True
+        return True
+
+    def reopen_if_gone(self) -> bool:
+        """Whether the file was re-created since the last call (now or by an earlier read), so
+        that the session saves again what it holds."""
+        with self._lock:
+            self._check_file()
+            recreated, self._recreated = self._recreated, False
+            return recreated
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its first statement.
+
+        A deferred transaction that reads and then writes fails at once with "database is
+        locked" when another kernel writes meanwhile; ``BEGIN IMMEDIATE`` waits for the lock
+        (up to the busy timeout) instead, and is tried again a few times after that.
+        """
         with self._lock:
-            self._db.execute("BEGIN")
+            self._check_file()
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as err:
+                    if attempt == WRITE_ATTEMPTS - 1 or not _is_busy(err):
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
             try:
                 yield self._db
             except BaseException:
@@ -115,43 +280,182 @@ class HistoryStore:
                 raise
             self._db.execute("COMMIT")
 
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            self._check_file()
+            return query(self._db)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    # -- reading
+    # -- notebooks: which id a kernel works under (see _identity)
 
-    def load(self, notebook: str) -> dict[str, Conversation]:
-        """Every chat of ``notebook``, turns in order, images restored."""
-        with self._lock:
+    def notebook(self, notebook_id: str) -> NotebookRecord | None:
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT id, path, kernel, parent, created FROM notebooks WHERE id = ?",
+                (notebook_id,),
+            ).fetchone()
+        )
+        return None if row is None else NotebookRecord(*row)
+
+    def notebook_of_kernel(self, kernel: str) -> str | None:
+        """The id the kernel ``kernel`` last worked under (a restarted kernel keeps its id)."""
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT id FROM notebooks WHERE kernel = ? ORDER BY seen DESC LIMIT 1", (kernel,)
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def has_turns(self, notebook_id: str) -> bool:
+        return bool(
+            self._read(
+                lambda db: db.execute(
+                    "SELECT 1 FROM turns WHERE notebook = ? LIMIT 1", (notebook_id,)
+                ).fetchone()
+            )
+        )
+
+    def match(self, turn_ids: Iterable[str], cell_ids: Iterable[str]) -> dict[str, int]:
+        """Per notebook id, how many of its turns the given turn ids and cell ids point at.
+
+        A notebook file's outputs name turn ids and its cells carry cell ids; the notebook ids
+        that hold those turns are the candidates for "which notebook is this". A turn copied
+        into another notebook (see :meth:`fork`) keeps the id it came from as ``origin``.
+        """
+        turns, cells = sorted(set(turn_ids)), sorted(set(cell_ids))
+
+        def query(db: sqlite3.Connection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            seen: set[str] = set()
+            for column, values in (("turn_id", turns), ("origin", turns), ("cell_id", cells)):
+                for batch in _batches(values):
+                    rows = db.execute(
+                        f"SELECT turn_id, notebook FROM turns WHERE {column} IN ({_marks(batch)})",
+                        tuple(batch),
+                    )
+                    for turn_id, notebook in rows:
+                        if turn_id not in seen:  # a row matched by its id and its cell: once
+                            seen.add(turn_id)
+                            counts[notebook] = counts.get(notebook, 0) + 1
+            return counts
+
+        return self._read(query)
+
+    def bind(
+        self, notebook_id: str, *, path: str | None, kernel: str | None, parent: str | None = None
+    ) -> None:
+        """Record that ``notebook_id`` is now the notebook at ``path``, run by ``kernel``."""
+        now = time.time()
+        with self._transaction() as db:
+            if kernel is not None:  # a kernel works for one notebook at a time
+                db.execute("UPDATE notebooks SET kernel = NULL WHERE kernel = ?", (kernel,))
+            db.execute(
+                "INSERT INTO notebooks (id, path, kernel, parent, created, seen) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "path = excluded.path, kernel = excluded.kernel, seen = excluded.seen",
+                (notebook_id, path, kernel, parent, now, now),
+            )
+
+    def fork(self, source: str, target: str) -> int:
+        """Copy every chat of ``source`` into ``target`` (a copied notebook starts with the
+        original's chats, then diverges); returns the turns copied. Each copy gets a new turn
+        id and remembers the one it came from as ``origin``."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO chats (notebook, chat, system) "
+                "SELECT ?, chat, system FROM chats WHERE notebook = ?",
+                (target, source),
+            )
+            cursor = db.execute(
+                "INSERT INTO turns (turn_id, notebook, chat, position, data, cell_id, origin, "
+                "slim_tokens, image_tokens, images) SELECT lower(hex(randomblob(16))), ?, chat, "
+                "position, data, cell_id, COALESCE(origin, turn_id), slim_tokens, "
+                "image_tokens, images FROM turns WHERE notebook = ?",
+                (target, source),
+            )
+            return int(cursor.rowcount)
+
+    # -- reading chats
+
+    def index(self, notebook: str) -> list[ChatIndex]:
+        """Every chat of ``notebook`` as index entries only: no turn is parsed, so restoring a
+        10,000-turn chat costs milliseconds. Rows without sizes (not turns) are skipped."""
+
+        def query(db: sqlite3.Connection) -> list[ChatIndex]:
             chats = {
-                name: Conversation(name=name, system=system)
-                for name, system in self._db.execute(
+                str(name): ChatIndex(str(name), system if isinstance(system, str) else None, [])
+                for name, system in db.execute(
                     "SELECT chat, system FROM chats WHERE notebook = ?", (notebook,)
                 )
             }
-            rows = self._db.execute(
-                "SELECT chat, data FROM turns WHERE notebook = ? ORDER BY chat, position",
+            rows = db.execute(
+                "SELECT chat, turn_id, cell_id, slim_tokens, image_tokens, images FROM turns "
+                "WHERE notebook = ? ORDER BY chat, position",
                 (notebook,),
-            ).fetchall()
+            )
+            for chat, turn_id, cell_id, slim, extra, images in rows:
+                if not all(isinstance(n, int) for n in (slim, extra, images)):
+                    self.skipped += 1
+                    continue
+                index = chats.setdefault(str(chat), ChatIndex(str(chat), None, []))
+                cell = cell_id if isinstance(cell_id, str) else None
+                index.entries.append((str(turn_id), cell, slim, extra, images))
+            return list(chats.values())
+
+        return self._read(query)
+
+    def load_turns(self, turn_ids: Sequence[str]) -> dict[str, Turn]:
+        """The turns with these ids, images restored; a row that is not a turn is skipped (and
+        counted in ``skipped``)."""
+
+        def query(db: sqlite3.Connection) -> dict[str, Turn]:
+            found: dict[str, Turn] = {}
             images: dict[str, str] = {}
-            for chat, data in rows:
-                payload = json.loads(data)
-                self._restore_images(payload, images)
-                conversation = chats.setdefault(chat, Conversation(name=chat))
-                conversation.turns.append(Turn.from_dict(payload))
+            for batch in _batches(list(turn_ids)):
+                rows = db.execute(
+                    f"SELECT turn_id, data FROM turns WHERE turn_id IN ({_marks(batch)})",
+                    tuple(batch),
+                ).fetchall()
+                for turn_id, data in rows:
+                    turn = _parse_turn(turn_id, data, lambda d: self._restore_images(db, d, images))
+                    if turn is None:
+                        self.skipped += 1
+                    else:
+                        found[turn.id] = turn
+            return found
+
+        return self._read(query)
+
+    def load(self, notebook: str) -> dict[str, Conversation]:
+        """Every chat of ``notebook`` with every turn loaded (exports and tests)."""
+        chats: dict[str, Conversation] = {}
+        for index in self.index(notebook):
+            conversation = Conversation(index.name, index.system, loader=self.load_turns)
+            for entry in index.entries:
+                conversation.add_entry(*entry)
+            chats[index.name] = Conversation(index.name, index.system, conversation.turns)
         return chats
 
     def usage(self, notebook: str) -> list[tuple[str, int, int, float | None, int]]:
         """Rows of (model, prompt tokens, completion tokens, cost, requests) for ``notebook``."""
-        with self._lock:
-            return list(
-                self._db.execute(
+        return self._read(
+            lambda db: [
+                row
+                for row in db.execute(
                     "SELECT model, prompt_tokens, completion_tokens, cost, requests FROM usage "
                     "WHERE notebook = ? ORDER BY model",
                     (notebook,),
                 )
-            )
+                if isinstance(row[0], str)
+                and isinstance(row[1], int)
+                and isinstance(row[2], int)
+                and isinstance(row[4], int)
+                and (row[3] is None or isinstance(row[3], (int, float)))
+            ]
+        )
 
     # -- writing
 
@@ -163,19 +467,25 @@ class HistoryStore:
                 (notebook, chat, system),
             )
 
-    def save_turn(self, notebook: str, turn: Turn, replaces: Turn | None = None) -> None:
-        """Persist ``turn``; when it ``replaces`` an earlier one, it takes that one's place."""
+    def save_turn(
+        self, notebook: str, turn: Turn, replaces: str | None = None, position: int | None = None
+    ) -> None:
+        """Persist ``turn``; when it ``replaces`` an earlier one, it takes that one's place.
+
+        ``position`` puts it at a given place instead (re-saving a chat into a re-created
+        store); otherwise it goes after the chat's last turn."""
         data = turn.to_dict()
+        slim, extra, images = turn_sizes(turn)
         with self._transaction() as db:
             self._store_images(db, data)
-            position: int | None = None
             if replaces is not None:
                 row = db.execute(
-                    "SELECT position FROM turns WHERE turn_id = ?", (replaces.id,)
+                    "SELECT position FROM turns WHERE turn_id = ? AND notebook = ?",
+                    (replaces, notebook),
                 ).fetchone()
                 if row is not None:
                     position = row[0]
-                    db.execute("DELETE FROM turns WHERE turn_id = ?", (replaces.id,))
+                    db.execute("DELETE FROM turns WHERE turn_id = ?", (replaces,))
             if position is None:
                 row = db.execute(
                     "SELECT COALESCE(MAX(position), -1) + 1 FROM turns "
@@ -187,9 +497,19 @@ class HistoryStore:
                 "INSERT OR IGNORE INTO chats (notebook, chat) VALUES (?, ?)", (notebook, turn.chat)
             )
             db.execute(
-                "INSERT INTO turns (turn_id, notebook, chat, position, data) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (turn.id, notebook, turn.chat, position, json.dumps(data, ensure_ascii=False)),
+                "INSERT OR REPLACE INTO turns (turn_id, notebook, chat, position, data, cell_id, "
+                "slim_tokens, image_tokens, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    turn.id,
+                    notebook,
+                    turn.chat,
+                    position,
+                    json.dumps(data, ensure_ascii=False),
+                    turn.cell_id,
+                    slim,
+                    extra,
+                    images,
+                ),
             )
 
     def add_usage(
@@ -226,8 +546,10 @@ class HistoryStore:
             # Images no turn refers to any more would otherwise stay forever.
             live = {
                 ref
-                for (data,) in db.execute("SELECT data FROM turns")
-                for ref in re.findall(_IMAGE_REF + r"([0-9a-f]{64})", data)
+                for (data,) in db.execute(
+                    "SELECT data FROM turns WHERE data LIKE ?", (f"%{_IMAGE_REF}%",)
+                )
+                for ref in re.findall(_IMAGE_REF + r"([0-9a-f]{64})", str(data))
             }
             for (digest,) in db.execute("SELECT hash FROM images").fetchall():
                 if digest not in live:
@@ -243,16 +565,23 @@ class HistoryStore:
             content = message.get("content")
             if isinstance(content, list):
                 for part in content:
-                    if part.get("type") == "image_url":
+                    if (
+                        isinstance(part, dict)
+                        and part.get("type") == "image_url"
+                        and isinstance(part.get("image_url"), Mapping)
+                    ):
                         part["image_url"] = dict(part["image_url"])
                         yield part["image_url"]
 
     def _store_images(self, db: sqlite3.Connection, data: dict[str, Any]) -> None:
         for image in self._image_parts(data):
-            match = _DATA_URL.match(image.get("url", ""))
+            match = _DATA_URL.match(str(image.get("url", "")))
             if not match:
                 continue  # an http(s) URL is stored as it is
-            raw = base64.b64decode(match.group(2))
+            try:
+                raw = base64.b64decode(match.group(2), validate=False)
+            except (binascii.Error, ValueError):
+                continue  # not base64 after all: kept inline, as it came
             digest = hashlib.sha256(raw).hexdigest()
             db.execute(
                 "INSERT OR IGNORE INTO images (hash, mime, data) VALUES (?, ?, ?)",
@@ -260,17 +589,41 @@ class HistoryStore:
             )
             image["url"] = _IMAGE_REF + digest
 
-    def _restore_images(self, data: dict[str, Any], cache: dict[str, str]) -> None:
+    def _restore_images(
+        self, db: sqlite3.Connection, data: dict[str, Any], cache: dict[str, str]
+    ) -> None:
         for image in self._image_parts(data):
             url = image.get("url", "")
-            if not url.startswith(_IMAGE_REF):
+            if not isinstance(url, str) or not url.startswith(_IMAGE_REF):
                 continue
             digest = url[len(_IMAGE_REF) :]
             if digest not in cache:
-                row = self._db.execute(
+                row = db.execute(
                     "SELECT mime, data FROM images WHERE hash = ?", (digest,)
                 ).fetchone()
                 cache[digest] = (
-                    f"data:{row[0]};base64,{base64.b64encode(row[1]).decode()}" if row else url
+                    f"data:{row[0]};base64,{base64.b64encode(row[1]).decode()}"
+                    if row and isinstance(row[1], bytes)
+                    else url
                 )
             image["url"] = cache[digest]
+
+
+def _parse_turn(
+    turn_id: object, data: object, prepare: Callable[[dict[str, Any]], None] | None = None
+) -> Turn | None:
+    """A stored row as a turn, or ``None`` when it is not one (invalid JSON, wrong shape)."""
+    try:
+        payload = json.loads(data) if isinstance(data, (str, bytes)) else None
+        if not isinstance(payload, dict):
+            return None
+        if prepare is not None:
+            prepare(payload)
+        return replace(Turn.from_dict(payload), id=str(turn_id))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text

@@ -24,7 +24,7 @@ from traitlets import Enum, Float, Int, Unicode, observe
 from ._config import DEFAULT_MODEL, OFFLINE, Secret, Timeouts, resolve_settings
 from ._display import LiveReply
 from ._exceptions import ImageError, OfoxError, ToolError
-from ._history import HistoryStore, default_history_path, notebook_key
+from ._history import HistoryStore, StoreError, default_history_path
 from ._recent import RecentImages
 from ._render import format_cost
 from ._request import ROUTING_CHOICES, check_ranges, provider_options
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import AsyncClient, Client
+    from ._identity import Identity
     from ._images import PreparedImage
     from ._tools import ToolRegistry
 
@@ -94,11 +95,18 @@ class OfoxMagics(Magics):
         "", help="SQLite file of the chats; empty means OFOX_HISTORY_PATH or the Jupyter data dir."
     ).tag(config=True)
 
+    history_key = Unicode(
+        "",
+        help="File this kernel's chats under this key instead of the notebook it runs (or, in "
+        "terminal IPython, the working directory); kernels with the same key share the chats.",
+    ).tag(config=True)
+
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         # Set before the traitlets machinery runs: loading config fires the observers below.
         self._login: Secret | None = None
         self._cell_id: str | None = None
         self._session: NotebookSession | None = None
+        self._identity: Identity | None = None
         self.restored_notice: str | None = None
         self.store_notice: str | None = None
         #: The renderer of the last ``%%ofox`` cell, kept for inspection: its ``updates`` count
@@ -112,32 +120,39 @@ class OfoxMagics(Magics):
     @property
     def session(self) -> NotebookSession:
         if self._session is None:
-            ns = self.shell.user_ns if self.shell is not None else {}
-            key, _persistent = notebook_key(ns)
-            path = Path(self.history_path) if self.history_path else default_history_path()
-            try:
-                store = HistoryStore(path)
-            except (OSError, sqlite3.Error) as err:
-                # Chats still work, for this kernel only, rather than every cell failing.
-                store = HistoryStore(None)
-                self.store_notice = (
-                    f"ofox: cannot keep history in {path} ({err}); chats are kept in memory "
-                    "only (set OFOX_HISTORY_PATH or %config OfoxMagics.history_path)"
-                )
+            store, identity = self._open_history()
+            self._identity = identity
             self._session = NotebookSession(
-                notebook=key,
+                notebook=identity.id,
                 client_factory=self._make_client,
                 async_client_factory=self._make_async_client,
                 store=store,
                 max_context_tokens=self.max_context_tokens,
             )
-            turns = sum(len(c.turns) for c in self._session.chats.values())
-            if turns:
-                names = ", ".join(sorted(self._session.chats))
-                self.restored_notice = (
-                    f"ofox: restored {turns} turn{'s' * (turns != 1)} of chat {names} for {key}"
-                )
+            self.restored_notice = _restored_notice(identity, self._session)
         return self._session
+
+    def _open_history(self) -> tuple[HistoryStore, Identity]:
+        """The store and this kernel's notebook id in it; when the store cannot be used, chats
+        are kept in memory (one notice says so) rather than every cell failing."""
+        from ._identity import detect_context, resolve
+
+        ns = self.shell.user_ns if self.shell is not None else {}
+        context = detect_context(ns, str(self.history_key))
+        path = Path(self.history_path) if self.history_path else default_history_path()
+        try:
+            store = HistoryStore(path)
+            try:
+                return store, resolve(store, context, claims=path.parent / "claims")
+            except BaseException:
+                store.close()
+                raise
+        except (OSError, sqlite3.Error, StoreError) as err:
+            self.store_notice = (
+                f"ofox: cannot keep history in {path} ({err}); chats are kept in memory "
+                "only (set OFOX_HISTORY_PATH or %config OfoxMagics.history_path)"
+            )
+            return HistoryStore(None), resolve(None, context, claims=None)
 
     def _client_settings(self) -> dict[str, Any]:
         """What both clients are built from: the login key, then these traits."""
@@ -165,17 +180,24 @@ class OfoxMagics(Magics):
         if self._session is not None:
             self._session.reset_client()
 
-    @observe("history_path")
+    @observe("history_path", "history_key")
     def _history_path_changed(self, change: Any) -> None:
         # Reopen at the new place on next use (and restore what is there), not silently ignore.
-        session = self._session
+        if self._session is not None:
+            self._close_session()
+            for notice in self.notices():
+                print(notice)
+
+    def _close_session(self) -> None:
+        session, self._session = self._session, None
+        self.store_notice = self.restored_notice = None
         if session is not None:
             session.reset_client()
             if session.store is not None:
                 session.store.close()
-            self._session = None
-            for notice in self.notices():
-                print(notice)
+        if self._identity is not None:
+            self._identity.release()
+            self._identity = None
 
     @observe("max_context_tokens")
     def _context_changed(self, change: Any) -> None:
@@ -196,7 +218,9 @@ class OfoxMagics(Magics):
     def notices(self) -> list[str]:
         """One line each: restored history, and offline mode."""
         lines = []
-        _ = self.session  # loads the history
+        session = self.session  # loads the history
+        lines += session.notices
+        session.notices.clear()
         if self.store_notice:
             lines.append(self.store_notice)
         if self.restored_notice:
@@ -275,6 +299,7 @@ class OfoxMagics(Magics):
                 self._publish(stop.exchange, args.out)
             else:
                 live.abandon()
+            self._store_notices()
             raise _fail(stop) from None
         except OfoxError as err:
             live.abandon()
@@ -287,6 +312,7 @@ class OfoxMagics(Magics):
             raise
         live.finish(exchange)
         self._publish(exchange, args.out)
+        self._store_notices()
         if exchange.error is not None:
             raise _fail(exchange.error)
 
@@ -415,6 +441,15 @@ class OfoxMagics(Magics):
             hint="assign the image to a variable first, or use --image last",
         )
 
+    def _store_notices(self) -> None:
+        """What the history store had to say during the cell (a failure, a re-created file),
+        one line each, after the reply."""
+        session = self._session
+        if session is not None and session.notices:
+            for notice in session.notices:
+                print(notice)
+            session.notices.clear()
+
     def _publish(self, exchange: Exchange, out: str | None) -> None:
         if self.shell is None:
             return
@@ -445,6 +480,8 @@ class OfoxMagics(Magics):
             handler(rest)
         except OfoxError as err:
             raise _fail(err) from None
+        finally:
+            self._store_notices()
 
     def _options(
         self, words: list[str], allowed: dict[str, bool], command: str
@@ -515,7 +552,7 @@ class OfoxMagics(Magics):
             raise _fail("%ofox history takes no words; use --chat NAME")
         name = str(flags.get("--chat", "main"))
         conversation = self.session.chats.get(name)
-        if conversation is None or not conversation.turns:
+        if conversation is None or not len(conversation):
             self._show(f"*Chat `{name}` is empty.*", f"Chat {name!r} is empty.")
             return
         from ._session import render_markdown
@@ -586,7 +623,7 @@ class OfoxMagics(Magics):
             ("model", str(self.model)),
             ("API", where),
             ("key", key),
-            ("notebook", session.notebook),
+            ("notebook", self._identity_fact()),
             ("history", str(session.store.path or "in memory only") if session.store else "off"),
             ("display", f"{self.display_mode} ({self._mode()}), {self.format}"),
             ("retries", str(self.max_retries)),
@@ -599,6 +636,12 @@ class OfoxMagics(Magics):
         markdown = "\n".join(f"- **{k}**: {v}" for k, v in facts)
         plain = "\n".join(f"{k:>9}: {v}" for k, v in facts)
         self._show(markdown, plain)
+
+    def _identity_fact(self) -> str:
+        identity = self._identity
+        if identity is None:
+            return self.session.notebook
+        return f"{identity.context.label} (chats filed as {identity.id})"
 
     def _cmd_login(self, words: list[str]) -> None:
         if words:
@@ -624,17 +667,20 @@ class OfoxMagics(Magics):
         print(f"ofox: {'key forgotten' if had else 'no key was set by %ofox login'}{note}")
 
     def _cmd_export(self, words: list[str]) -> None:
-        flags, rest = self._options(words, {"--chat": True}, "export")
+        flags, rest = self._options(words, {"--chat": True, "--force": False}, "export")
         if len(rest) != 1:
-            raise _fail("usage: %ofox export PATH.md|PATH.json [--chat NAME]")
+            raise _fail("usage: %ofox export PATH.md|PATH.json [--chat NAME] [--force]")
         chat = flags.get("--chat")
         if chat is not None and chat not in self.session.chats:
             raise _fail(f"no chat named {chat!r}")
         path = Path(rest[0]).expanduser()
         try:
+            if path.exists() and not flags.get("--force"):
+                raise _fail(f"%ofox export: {path} exists; add --force to overwrite it")
             turns = self.session.export(path, str(chat) if chat else None)
-        except OSError as err:
-            raise _fail(f"cannot write {path}: {err.strerror or err}") from None
+        except (OSError, ValueError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise _fail(f"cannot write {path}: {reason}") from None
         print(f"ofox: wrote {turns} turn{'s' * (turns != 1)} to {path}")
 
     def _cmd_chat(self, words: list[str]) -> None:
@@ -691,6 +737,23 @@ def _strict_ok(schema: Any) -> bool:
     return all(_strict_ok(v) for k, v in schema.items() if k not in ("required", "enum"))
 
 
+def _restored_notice(identity: Identity, session: NotebookSession) -> str | None:
+    """One line on what %load_ext found: restored chats, or a copy's start."""
+    turns = sum(len(c) for c in session.chats.values())
+    if not turns:
+        return None
+    names = ", ".join(sorted(session.chats))
+    plural = "s" * (turns != 1)
+    where = identity.context.label
+    if identity.how == "copy":
+        return (
+            f"ofox: {where} is a copy of another notebook: it starts with its {turns} "
+            f"turn{plural} (chat {names}); from here on the two are separate"
+        )
+    moved = f", formerly {Path(identity.moved_from).name}" if identity.moved_from else ""
+    return f"ofox: restored {turns} turn{plural} of chat {names} for {where}{moved}"
+
+
 _LOADED: dict[int, OfoxMagics] = {}
 
 
@@ -723,8 +786,4 @@ def _unregister(ip: InteractiveShell, magics: OfoxMagics) -> None:
         del ip.magics_manager.registry[type(magics).__name__]
     configurables: list[Any] = ip.configurables
     configurables[:] = [c for c in configurables if c is not magics]
-    session = magics._session
-    if session is not None:
-        session.reset_client()
-        if session.store is not None:
-            session.store.close()
+    magics._close_session()

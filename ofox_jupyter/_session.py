@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -167,7 +168,23 @@ class NotebookSession:
         self._catalog: dict[str, ModelInfo] | None = None
         self._catalog_failed_at: float | None = None
         self._clock = clock
-        self.chats: dict[str, Conversation] = store.load(notebook) if store else {}
+        #: One line each about the history store (a failure, a re-created file, skipped rows),
+        #: for the front end to show once and clear.
+        self.notices: list[str] = []
+        #: Writes the store refused, in order; tried again before the next write.
+        self._pending: list[Callable[[HistoryStore], None]] = []
+        self._skipped_reported = 0
+        self.chats: dict[str, Conversation] = {}
+        if store is not None:
+            try:
+                for index in store.index(notebook):
+                    chat = Conversation(index.name, index.system, loader=self._load_turns)
+                    for entry in index.entries:
+                        chat.add_entry(*entry)
+                    self.chats[index.name] = chat
+            except (sqlite3.Error, OSError) as err:
+                self._store_failed(err, "read")
+            self._report_skipped()
 
     # -- the client and the catalog
 
@@ -250,8 +267,86 @@ class NotebookSession:
 
     def conversation(self, name: str) -> Conversation:
         if name not in self.chats:
-            self.chats[name] = Conversation(name=name)
+            self.chats[name] = Conversation(name, loader=self._load_turns)
         return self.chats[name]
+
+    # -- the store: every failure becomes a notice, never a lost reply
+
+    def _load_turns(self, ids: Sequence[str]) -> Mapping[str, Turn]:
+        if self.store is None:
+            return {}
+        try:
+            found = self.store.load_turns(ids)
+        except (sqlite3.Error, OSError) as err:
+            self._store_failed(err, "read")
+            return {}
+        self._report_skipped()
+        return found
+
+    def _report_skipped(self) -> None:
+        skipped = self.store.skipped if self.store is not None else 0
+        if skipped > self._skipped_reported:
+            new = skipped - self._skipped_reported
+            self._skipped_reported = skipped
+            self.notices.append(
+                f"ofox: skipped {new} damaged history row{'s' * (new != 1)} in "
+                f"{self._where()} (not turns this version can read)"
+            )
+
+    def _where(self) -> str:
+        return str(self.store.path) if self.store is not None and self.store.path else "memory"
+
+    def _store_failed(self, err: BaseException, what: str) -> None:
+        reason = str(err) or type(err).__name__
+        if what == "read":
+            self.notices.append(
+                f"ofox: cannot read history from {self._where()} ({reason}); "
+                "earlier turns are left out for now"
+            )
+        else:
+            self.notices.append(
+                f"ofox: cannot save to {self._where()} ({reason}); this chat is kept in "
+                "kernel memory and saved when the store works again"
+            )
+
+    def _write(self, operation: Callable[[HistoryStore], None]) -> bool:
+        """Run one write, after any the store refused before; on failure keep it for later.
+
+        Returns whether everything reached the store (then no turn needs pinning any more)."""
+        store = self.store
+        if store is None:
+            return False
+        queue = [*self._pending, operation]
+        self._pending = []
+        try:
+            if store.reopen_if_gone():
+                self._resave_after_recreate(store)
+        except (sqlite3.Error, OSError) as err:
+            self._pending = queue
+            self._store_failed(err, "write")
+            return False
+        for index, step in enumerate(queue):
+            try:
+                step(store)
+            except (sqlite3.Error, OSError) as err:
+                self._pending = queue[index:]
+                self._store_failed(err, "write")
+                return False
+        for chat in self.chats.values():
+            chat.release_pins()
+        return True
+
+    def _resave_after_recreate(self, store: HistoryStore) -> None:
+        """The database file was deleted while we ran, and the store made a new one: put back
+        what this kernel still holds, so the chat goes on being saved."""
+        self.notices.append(
+            f"ofox: the history database {self._where()} was deleted; made a new one and saved "
+            "this kernel's chats into it again"
+        )
+        for chat in self.chats.values():
+            store.save_chat(self.notebook, chat.name, chat.system)
+            for position, turn in enumerate(chat.loaded):
+                store.save_turn(self.notebook, turn, position=position)
 
     def reset(self, chat: str | None = None) -> int:
         """Clear one chat (or every chat) in memory and in the store; returns turns removed."""
@@ -259,9 +354,10 @@ class NotebookSession:
         removed = 0
         for name in names:
             conversation = self.chats.pop(name, None)
-            removed += len(conversation.turns) if conversation else 0
-        if self.store is not None:
-            self.store.clear(self.notebook, chat)
+            removed += len(conversation) if conversation else 0
+        # Writes still waiting for the store would bring the cleared turns back.
+        self._pending = []
+        self._write(lambda store: store.clear(self.notebook, chat))
         return removed
 
     def _budget(self, model: str, params: Mapping[str, Any]) -> int | None:
@@ -284,7 +380,7 @@ class NotebookSession:
         recorded, marked), and returns an :class:`Exchange` otherwise — with ``error`` set when the
         stream broke after text had arrived.
         """
-        message, messages, conversation, omitted = self._prepare(prompt, options)
+        message, messages, system_prompt, omitted = self._prepare(prompt, options)
         steps = self._steps(messages, options, listener)
         request = next(steps)
         while True:
@@ -295,7 +391,7 @@ class NotebookSession:
                 exchange: Exchange = done.value
                 break
         exchange.omitted_turns, exchange.omitted_images = omitted
-        self._finish(exchange, message, options, conversation)
+        self._finish(exchange, message, options, system_prompt)
         return exchange
 
     async def ask_async(
@@ -307,7 +403,7 @@ class NotebookSession:
             await self.acatalog()  # so that _prepare finds it cached and never blocks the loop
         except asyncio.CancelledError:
             raise Interrupted(None) from None
-        message, messages, conversation, omitted = self._prepare(prompt, options)
+        message, messages, system_prompt, omitted = self._prepare(prompt, options)
         steps = self._steps(messages, options, listener)
         request = next(steps)
         while True:
@@ -318,27 +414,26 @@ class NotebookSession:
                 exchange: Exchange = done.value
                 break
         exchange.omitted_turns, exchange.omitted_images = omitted
-        self._finish(exchange, message, options, conversation)
+        self._finish(exchange, message, options, system_prompt)
         return exchange
 
     def _prepare(
         self, prompt: str, options: AskOptions
-    ) -> tuple[Message, list[Message], Conversation, tuple[int, int]]:
-        """The user message, the messages to send, the chat as the request sees it, and the
+    ) -> tuple[Message, list[Message], str | None, tuple[int, int]]:
+        """The user message, the messages to send, the system prompt the chat will have, and the
         (turns, images) left out. Nothing is changed here: ``--new`` and ``-s`` take effect in
         :meth:`_finish`, so a request that fails costs no history."""
         existing = self.chats.get(options.chat)
         if not options.history or options.new or existing is None:
-            base = Conversation(name=options.chat)
+            base = Conversation(options.chat)
         else:
             base = existing
         system = base.system if options.system is None else (options.system or None)
-        view = Conversation(name=options.chat, system=system, turns=base.turns)
         message = user(prompt, options.images)
         try:
             budget = self._budget(options.model, options.params) if options.history else None
-            messages, omitted, omitted_images = view.request_messages(
-                message, cell_id=options.cell_id, budget=budget
+            messages, omitted, omitted_images = base.request_messages(
+                message, cell_id=options.cell_id, budget=budget, system_prompt=system
             )
             if options.images:
                 self.check_vision(options.model)
@@ -347,7 +442,7 @@ class NotebookSession:
                 messages = [strip_images(m) for m in messages]
         except KeyboardInterrupt:
             raise Interrupted(None) from None
-        return message, messages, view, (omitted, omitted_images)
+        return message, messages, system, (omitted, omitted_images)
 
     def _takes_images(self, model: str) -> bool:
         info = self.model_info(model)
@@ -517,31 +612,36 @@ class NotebookSession:
             return err.partial, "partial", err, first
 
     def _finish(
-        self, exchange: Exchange, message: Message, options: AskOptions, view: Conversation
+        self, exchange: Exchange, message: Message, options: AskOptions, system_prompt: str | None
     ) -> None:
         reply = exchange.reply
         info = self.model_info(reply.model) if reply.usage else None
         exchange.cost = info.cost(reply.usage) if info else None
-        if reply.usage is not None and self.store is not None:
+        usage = reply.usage
+        if usage is not None:
             # Offline replies cost nothing: counted apart, never mixed with real spend.
             model = f"{reply.model} (offline)" if reply.offline else reply.model
-            self.store.add_usage(
-                self.notebook,
-                model,
-                reply.usage.prompt_tokens,
-                reply.usage.completion_tokens,
-                exchange.cost,  # at list price; %ofox usage tells offline rows apart
-                requests=exchange.requests,
+            cost, requests = exchange.cost, exchange.requests  # cost at list price
+            self._write(
+                lambda store: store.add_usage(
+                    self.notebook,
+                    model,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    cost,
+                    requests=requests,
+                )
             )
         has_content = bool(reply.text or exchange.replies)
         if options.history and (exchange.status == "complete" or has_content):
             if options.new:
                 self.reset(options.chat)
             conversation = self.conversation(options.chat)
-            if conversation.system != view.system:
-                conversation.system = view.system
-                if self.store is not None:
-                    self.store.save_chat(self.notebook, options.chat, view.system)
+            if conversation.system != system_prompt:
+                conversation.system = system_prompt
+                self._write(
+                    lambda store: store.save_chat(self.notebook, options.chat, system_prompt)
+                )
             turn = Turn(
                 id=os.urandom(16).hex(),  # not uuid: importing it costs milliseconds at load
                 chat=options.chat,
@@ -557,8 +657,10 @@ class NotebookSession:
                 created=time.time(),
             )
             _, replaced = conversation.record(turn)
-            if self.store is not None:
-                self.store.save_turn(self.notebook, turn, replaces=replaced)
+            replaced_id = replaced.id if replaced is not None else None
+            # Kept in memory until the store has it: a refused write costs no turn.
+            conversation.pin(turn.id)
+            self._write(lambda store: store.save_turn(self.notebook, turn, replaces=replaced_id))
             exchange.turn = turn
         if exchange.status == "interrupted":
             raise Interrupted(exchange)
@@ -566,7 +668,13 @@ class NotebookSession:
     # -- reports
 
     def usage_rows(self) -> list[tuple[str, int, int, float | None, int]]:
-        return self.store.usage(self.notebook) if self.store is not None else []
+        if self.store is None:
+            return []
+        try:
+            return self.store.usage(self.notebook)
+        except (sqlite3.Error, OSError) as err:
+            self._store_failed(err, "read")
+            return []
 
     def export(self, path: Path, chat: str | None = None) -> int:
         """Write the chats (or one) to ``path`` as Markdown (``.md``) or JSON (``.json``)."""

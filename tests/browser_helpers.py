@@ -212,6 +212,15 @@ class JupyterLab:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
+    def api(self, path: str) -> httpx.Response:
+        """``GET /api/<path>`` of the server, with the token (e.g. ``api("contents/x.ipynb")``)."""
+        return httpx.get(
+            f"{self.base_url}/api/{path.lstrip('/')}",
+            headers=self.headers,
+            timeout=10.0,
+            trust_env=False,
+        )
+
     def url(self, path: str) -> str:
         """The address of ``path`` (e.g. ``lab/tree/x.ipynb``), with the token to log in."""
         return f"{self.base_url}/{path.lstrip('/')}?token={self.token}"
@@ -356,3 +365,147 @@ class NotebookPage:
             ]"""
         )
         return str(prompt), str(text)
+
+    # -- whole-notebook actions as a person does them: new notebook, new cell, restart
+
+    @classmethod
+    def create(cls, page: Page, timeout: float) -> NotebookPage:
+        """File → New → Notebook, pick this environment's kernel in the dialog; the new notebook.
+
+        JupyterLab opens the notebook (``Untitled.ipynb``, ``Untitled1.ipynb`` … in the folder
+        the file browser shows) at once and asks for its kernel in a "Select Kernel" dialog.
+        """
+        from playwright.sync_api import expect
+
+        timeout_ms = timeout * 1000
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^File$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^New$")).click()  # the submenu
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Notebook$")).click()
+        dialog = page.locator(".jp-Dialog")
+        expect(dialog).to_contain_text("Select Kernel", timeout=timeout_ms)
+        dialog.locator("select").select_option(label=cls.kernel_name)
+        dialog.locator("button.jp-mod-accept").click()
+        expect(dialog).to_have_count(0, timeout=timeout_ms)
+        notebook = cls(page, timeout)
+        notebook.wait_until_ready()
+        return notebook
+
+    @property
+    def tab(self) -> Locator:
+        """The notebook's tab in the main area (the current one: this panel is the visible one)."""
+        return self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+
+    def name(self) -> str:
+        """The notebook's file name, as its tab shows it."""
+        return self.tab.locator(".lm-TabBar-tabLabel").inner_text().strip()
+
+    @property
+    def cells(self) -> Locator:
+        return self.panel.locator(".jp-Notebook .jp-Cell")
+
+    def append_cell(self, source: str, snippet: str | None = None) -> Locator:
+        """Type ``source`` into a new code cell at the end; returns the cell (found by ``snippet``,
+        by default the source's last line, which must be in no other cell).
+
+        The last cell is used if it is empty (Shift+Enter on the last cell leaves a fresh one
+        below); otherwise a cell is added below it with ``b`` in command mode.
+        """
+        from playwright.sync_api import expect
+
+        last = self.cells.last
+        if last.locator(".jp-InputArea-editor .cm-content").inner_text().strip():
+            count = self.cells.count()
+            last.locator(".jp-InputArea-editor .cm-content").click()
+            self.page.keyboard.press("Escape")  # command mode
+            self.page.keyboard.press("b")  # insert a cell below
+            expect(self.cells).to_have_count(count + 1, timeout=self.timeout_ms)
+            last = self.cells.last
+        last.locator(".jp-InputArea-editor .cm-content").click()
+        self.page.keyboard.type(source)
+        return self.code_cell(snippet if snippet is not None else source.splitlines()[-1])
+
+    def rerun_and_wait(self, cell: Locator) -> None:
+        """Run ``cell`` and wait until this run is over, even if its prompt already shows the
+        count that this run will get (as after a kernel restart, which numbers runs from 1 again).
+
+        The prompt's texts are recorded from before Shift+Enter on, so that the run is known to be
+        over once the prompt has shown ``[*]:`` (running) and then the expected count.
+        """
+        prompt = cell.locator(".jp-InputPrompt").element_handle(timeout=self.timeout_ms)
+        prompt.evaluate(
+            """prompt => {
+                prompt.__ofoxPrompts = [];
+                prompt.__ofoxObserver?.disconnect();
+                prompt.__ofoxObserver = new MutationObserver(
+                    () => prompt.__ofoxPrompts.push(prompt.innerText.trim()));
+                prompt.__ofoxObserver.observe(
+                    prompt, {childList: true, characterData: true, subtree: true});
+            }"""
+        )
+        count = self.run(cell)
+        try:
+            self.page.wait_for_function(
+                """([prompt, done]) => prompt.__ofoxPrompts.includes('[*]:')
+                    && prompt.innerText.trim() === done""",
+                arg=[prompt, f"[{count}]:"],
+                timeout=self.timeout_ms,
+            )
+        except Exception as err:  # playwright's TimeoutError: say what the prompt went through
+            seen = prompt.evaluate("prompt => prompt.__ofoxPrompts")
+            raise AssertionError(
+                f"the cell's run {count} did not finish within {self.timeout_ms / 1000:.0f} s; "
+                f"its prompt showed {seen} since Shift+Enter"
+            ) from err
+        finally:
+            prompt.evaluate("prompt => prompt.__ofoxObserver?.disconnect()")
+
+    def restart_kernel(self) -> None:
+        """Kernel → Restart Kernel…, accept the dialog, wait until the new kernel is idle.
+
+        The toolbar's execution indicator says "idle" before the restart as well, so its statuses
+        are recorded from before the click on: the restart is over once it has shown a restart
+        state (``restarting``, ``starting`` …) and is idle again. Runs are numbered from 1 again.
+        """
+        from playwright.sync_api import expect
+
+        panel = self.panel.element_handle(timeout=self.timeout_ms)
+        panel.evaluate(
+            """panel => {
+                panel.__ofoxStatuses = [];
+                panel.__ofoxObserver?.disconnect();
+                panel.__ofoxObserver = new MutationObserver(records => {
+                    for (const record of records) {
+                        if (record.target.classList.contains('jp-Notebook-ExecutionIndicator')) {
+                            panel.__ofoxStatuses.push(record.target.getAttribute('data-status'));
+                        }
+                    }
+                });
+                panel.__ofoxObserver.observe(
+                    panel, {attributes: true, attributeFilter: ['data-status'], subtree: true});
+            }"""
+        )
+        self.menu("Kernel", "Restart Kernel…")
+        dialog = self.page.locator(".jp-Dialog")
+        expect(dialog).to_contain_text("Restart Kernel?", timeout=self.timeout_ms)
+        dialog.locator("button.jp-mod-accept", has_text="Restart").click()
+        expect(dialog).to_have_count(0, timeout=self.timeout_ms)
+        try:
+            self.page.wait_for_function(
+                """panel => panel.__ofoxStatuses.some(s => s !== 'idle' && s !== 'busy')
+                    && panel.querySelector('.jp-Notebook-ExecutionIndicator')
+                        ?.getAttribute('data-status') === 'idle'""",
+                arg=panel,
+                timeout=self.timeout_ms,
+            )
+        except Exception as err:  # playwright's TimeoutError: say what the indicator went through
+            seen = panel.evaluate("panel => panel.__ofoxStatuses")
+            raise AssertionError(
+                f"the kernel was not idle again {self.timeout_ms / 1000:.0f} s after Restart; "
+                f"the execution indicator showed {seen}"
+            ) from err
+        finally:
+            panel.evaluate("panel => panel.__ofoxObserver?.disconnect()")
+        expect(self.panel.locator(".jp-KernelName")).to_have_text(
+            self.kernel_name, timeout=self.timeout_ms
+        )
+        self.executions = 0

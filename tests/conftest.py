@@ -70,3 +70,46 @@ def ip(emu: Emulator, notebook: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     shell.config.pop("OfoxMagics", None)  # %config in one test must not reach the next
     for name in ("_ofox", "answer"):
         shell.user_ns.pop(name, None)
+
+
+def save_notebook(shell: Any, path: Path | None = None) -> Path:
+    """Write the notebook file as JupyterLab saves it: one cell per turn of every chat, with the
+    cell's id and an output whose ``metadata.ofox`` names the turn (what ``_render.provenance``
+    puts on every ``%%ofox`` reply). In-process tests call this before a simulated restart,
+    because a kernel finds its chats through its saved notebook."""
+    import json
+
+    target = path or Path(os.environ["JPY_SESSION_NAME"])
+    magics = shell.magics_manager.registry["OfoxMagics"]
+    cells = []
+    for conversation in magics.session.chats.values():
+        for turn in conversation.turns:
+            cells.append(
+                {
+                    "cell_type": "code",
+                    "id": turn.cell_id or f"cell-{turn.id[:8]}",
+                    "metadata": {},
+                    "execution_count": 1,
+                    "source": f"%%ofox --chat {conversation.name}\n{turn.user.text}",
+                    "outputs": [
+                        {
+                            "output_type": "display_data",
+                            "data": {"text/markdown": turn.text},
+                            "metadata": {"ofox": {"chat": turn.chat, "turn_id": turn.id}},
+                        }
+                    ],
+                }
+            )
+    notebook = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    target.write_text(json.dumps(notebook), encoding="utf-8")
+    return target
+
+
+def restart(shell: Any, *, save: bool = True) -> None:
+    """A kernel restart as the user makes one: save the notebook, then a fresh extension
+    (unload and load: new session, store reopened, identity resolved from the saved file)."""
+    if save:
+        save_notebook(shell)
+    shell.run_line_magic("unload_ext", "ofox_jupyter")
+    shell.run_line_magic("load_ext", "ofox_jupyter")
+    shell.magics_manager.registry["OfoxMagics"].display_mode = "text"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import restart
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.error import UsageError
 from PIL import Image
@@ -108,9 +109,7 @@ def test_images_stay_in_history_and_survive_a_restart(ip, emu, red):
     assert "Earlier in this conversation: 1 image." in ip.user_ns["_ofox"].text
     sent = emu.requests[-1].body["messages"][0]["content"][1]["image_url"]["url"]
     assert sent.startswith("data:image/png;base64,")
-    ip.run_line_magic("unload_ext", "ofox_jupyter")
-    ip.run_line_magic("load_ext", "ofox_jupyter")
-    magics(ip).display_mode = "text"
+    restart(ip)
     ip.run_cell_magic("ofox", "", "and after a restart?")
     assert "Earlier in this conversation: 1 image." in ip.user_ns["_ofox"].text
     restored = emu.requests[-1].body["messages"][0]["content"][1]["image_url"]["url"]

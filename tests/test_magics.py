@@ -11,7 +11,7 @@ import sys
 import threading
 
 import pytest
-from conftest import TEST_KEY
+from conftest import TEST_KEY, restart
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.error import UsageError
 
@@ -196,18 +196,15 @@ def test_named_chats_new_and_no_history(ip, emu):
 def test_history_survives_a_restart_and_reset_clears_both(ip, notebook, capsys):
     cell(ip, "", "remember me", cell_id="a")
     cell(ip, "--chat other", "me too", cell_id="b")
-    ip.run_line_magic("unload_ext", "ofox_jupyter")
     capsys.readouterr()
-    ip.run_line_magic("load_ext", "ofox_jupyter")  # a new kernel on the same notebook
+    restart(ip)  # a new kernel on the same (saved) notebook
     assert "restored 2 turns" in capsys.readouterr().out
-    magics(ip).display_mode = "text"
     assert [t.user.text for t in chat_turns(ip)] == ["remember me"]
     cell(ip, "", "remember me (edited)", cell_id="a")  # still replaces across the restart
     assert [t.user.text for t in chat_turns(ip)] == ["remember me (edited)"]
     ip.run_line_magic("ofox", "reset --all")
     assert "cleared every chat (2 turns)" in capsys.readouterr().out
-    ip.run_line_magic("unload_ext", "ofox_jupyter")
-    ip.run_line_magic("load_ext", "ofox_jupyter")
+    restart(ip, save=False)  # the file still names the old turns: they are gone from the store
     assert "restored" not in capsys.readouterr().out
     assert magics(ip).session.chats == {}
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
 import pytest
-from conftest import TEST_KEY
+from conftest import TEST_KEY, restart
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.error import UsageError
 
@@ -286,9 +286,7 @@ def test_tool_choice_is_forced_once(ip, emu, functions):
 
 def test_tool_messages_survive_a_restart(ip, emu, functions):
     ip.run_cell_magic("ofox", "--tools mean", 'mean {"numbers": [4, 6]}')
-    ip.run_line_magic("unload_ext", "ofox_jupyter")
-    ip.run_line_magic("load_ext", "ofox_jupyter")
-    magics(ip).display_mode = "text"
+    restart(ip)
     ip.run_cell_magic("ofox", "", "and now?")
     roles = [m["role"] for m in chat_bodies(emu)[-1]["messages"]]
     assert roles == ["user", "assistant", "tool", "assistant", "user"]

@@ -1,0 +1,354 @@
+"""A notebook's chats follow it through its first save, in a real browser: JupyterLab in Chromium.
+
+A person's first steps with a new notebook: File → New → Notebook (``Untitled.ipynb``), two
+``%%ofox`` questions, Ctrl+S, and JupyterLab's "Rename file" dialog on that first save, where the
+notebook becomes ``analysis.ipynb``. Then:
+
+* after Kernel → Restart Kernel…, ``%load_ext ofox_jupyter`` says it restored the notebook's 2
+  turns and ``%ofox history`` shows both questions: the chats moved with the notebook (the restarted
+  kernel is told the new path, the old kernel knew only ``Untitled.ipynb``);
+* a second File → New → Notebook, which is ``Untitled.ipynb`` again, starts with an empty chat: it
+  is a different notebook at the old path and must not inherit the first one's chats.
+
+The server (``tests/browser_helpers.py``) is private to this module: its own root folder, Jupyter
+and IPython directories and ofox history database, no OfoxAI key (the kernels run on the built-in
+emulator, which restates the prompt in its reply). The steps up to the saved ``analysis.ipynb`` are
+a module fixture; each later check is its own test and opens the notebook it needs by its tab, so
+a failure in one does not hide the other. Each step saves a screenshot under
+``test-output/browser/history/``; the page's console and the server's log are kept there too.
+
+Without Chromium (or playwright, or JupyterLab) the tests skip on a developer's machine and fail
+in CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    IN_CI,
+    JupyterLab,
+    NotebookPage,
+    Screenshots,
+    find_chromium,
+)
+
+if not IN_CI:  # in CI a missing package fails the import below instead
+    for _module, _what in (("playwright.sync_api", "playwright"), ("jupyterlab", "jupyterlab")):
+        pytest.importorskip(_module, reason=f"{_what} is not installed: pip install -e '.[test]'")
+
+from playwright.sync_api import (  # noqa: E402
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "browser" / "history"
+
+#: Generous, for a slow CI machine; each wait ends as soon as its condition holds.
+TIMEOUT = 45.0
+
+LOAD = "%load_ext ofox_jupyter"
+HISTORY = "%ofox history"
+FIRST = "First question about apples"
+SECOND = "Second question about pears"
+RENAMED = "analysis.ipynb"
+#: What ``%load_ext`` says when it found the notebook's chats (2 questions, 2 turns).
+RESTORED = "restored 2 turns"
+#: ``%ofox history`` of a chat without turns ("Chat 'main' is empty.", or rendered Markdown).
+EMPTY = re.compile(r"\bis empty\b")
+#: What a cell's output shows when its code failed.
+FAILED = re.compile(r"Traceback|\b\w+Error\b")
+
+
+# -- fixtures
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return find_chromium()
+
+
+@pytest.fixture(scope="module")
+def output_dir() -> Path:
+    """``test-output/browser/history/``, emptied first: every screenshot there is from this run."""
+    shutil.rmtree(OUTPUT, ignore_errors=True)
+    OUTPUT.mkdir(parents=True)
+    return OUTPUT
+
+
+@pytest.fixture(scope="module")
+def lab(
+    chromium: str, tmp_path_factory: pytest.TempPathFactory, output_dir: Path
+) -> Iterator[JupyterLab]:
+    """JupyterLab serving an empty folder, with a history database of its own."""
+    home = tmp_path_factory.mktemp("lab-history")
+    root = home / "notebooks"
+    root.mkdir()
+    server = JupyterLab(root, home, output_dir / "jupyterlab.log", {})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def page(
+    chromium: str,
+    lab: JupyterLab,
+    tmp_path_factory: pytest.TempPathFactory,
+    output_dir: Path,
+) -> Iterator[Page]:
+    """JupyterLab open in headless Debian Chromium (a fresh profile), its console logged."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright, (output_dir / "console.log").open("w") as console:
+        context: BrowserContext = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            context.set_default_timeout(TIMEOUT * 1000)
+            page = context.pages[0] if context.pages else context.new_page()
+
+            def log_message(message: ConsoleMessage) -> None:
+                console.write(f"[{message.type}] {message.text}\n")
+
+            def log_error(error: Error) -> None:
+                console.write(f"[pageerror] {error}\n")
+
+            page.on("console", log_message)
+            page.on("pageerror", log_error)
+            page.goto(lab.url("lab"))
+            # A fresh workspace opens the Launcher once the application has started.
+            expect(page.locator(".jp-Launcher")).to_be_visible(timeout=TIMEOUT * 1000)
+            yield page
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(output_dir: Path) -> Screenshots:
+    return Screenshots(output_dir)  # one numbering across the module's tests
+
+
+@pytest.fixture
+def shots(screenshots: Screenshots, capsys: pytest.CaptureFixture[str]) -> Screenshots:
+    """The module's screenshots, their paths printed past pytest's output capture."""
+
+    def announce(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n{line}", end="")
+
+    screenshots.announce = announce
+    return screenshots
+
+
+@dataclass
+class Analysis:
+    """The first notebook, after its first save renamed it."""
+
+    notebook: NotebookPage
+    #: The name File → New → Notebook gave it (``Untitled.ipynb``).
+    untitled: str
+
+
+@pytest.fixture(scope="module")
+def analysis(page: Page, lab: JupyterLab, screenshots: Screenshots) -> Analysis:
+    """Steps 1-3: a new notebook, two ``%%ofox`` questions, Ctrl+S renaming it to analysis.ipynb."""
+    with screenshot_on_failure(screenshots, page, "analysis"):
+        # 1. File → New → Notebook.
+        notebook = NotebookPage.create(page, TIMEOUT)
+        untitled = notebook.name()
+        assert re.fullmatch(r"Untitled\d*\.ipynb", untitled), (
+            f"File → New → Notebook opened {untitled!r}, not an Untitled notebook"
+        )
+        screenshots.save(page, "new-notebook")
+
+        # 2. Load the extension, ask two questions.
+        run_new_cell(notebook, LOAD)
+        first = run_new_cell(notebook, f"%%ofox\n{FIRST}")
+        second = run_new_cell(notebook, f"%%ofox\n{SECOND}")
+        screenshots.save(page, "two-questions")
+        for cell, word in ((first, "apples"), (second, "pears")):
+            text = output_text(cell)
+            assert word in text, f"the %%ofox reply does not restate {word!r}: {text!r}"
+
+        # 3. Ctrl+S: the first save of an Untitled notebook asks for a name.
+        save_with_new_name(notebook, RENAMED, screenshots)
+        screenshots.save(page, "saved-as-analysis")
+    return Analysis(notebook, untitled)
+
+
+@contextmanager
+def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator[None]:
+    """On any failure inside, save what the page showed, then let the failure through."""
+    try:
+        yield
+    except BaseException:
+        try:
+            shots.save(page, f"{name}-FAILED")
+        except Exception:  # noqa: BLE001 - the original failure matters more than this one
+            pass
+        raise
+
+
+# -- steps a person takes
+
+
+def output_text(cell: Locator) -> str:
+    return cell.locator(".jp-Cell-outputArea").inner_text()
+
+
+def run_new_cell(notebook: NotebookPage, source: str) -> Locator:
+    """Type ``source`` into a new cell at the end, run it, wait until it finished without error."""
+    cell = notebook.append_cell(source)
+    notebook.run_and_wait(cell)
+    check_no_error(cell, source)
+    return cell
+
+
+def check_no_error(cell: Locator, source: str) -> None:
+    text = output_text(cell)
+    assert not FAILED.search(text), f"the cell {source!r} failed:\n{text}"
+
+
+def save_with_new_name(notebook: NotebookPage, name: str, screenshots: Screenshots) -> None:
+    """Ctrl+S, and give the notebook ``name`` in the "Rename file" dialog of the first save.
+
+    Should that dialog not come (it can be turned off), the save goes through under the old name
+    and File → Rename Notebook… renames it instead.
+    """
+    page = notebook.page
+    dialog = page.locator(".jp-Dialog")
+    dirty = notebook.tab.evaluate("tab => tab.classList.contains('jp-mod-dirty')")
+    assert dirty, "the notebook has unsaved changes, but its tab does not show them"
+    notebook.cells.last.locator(".jp-InputArea-editor .cm-content").click()  # focus the notebook
+    page.keyboard.press("Control+s")
+    saved = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:not(.jp-mod-dirty)")
+    expect(dialog.or_(saved).first).to_be_visible(timeout=TIMEOUT * 1000)
+    if dialog.count():
+        expect(dialog).to_contain_text("Rename file")
+        # The file name input (the dialog also has a "Do not ask for rename" checkbox).
+        dialog.locator("input[type=text]").fill(name)
+        screenshots.save(page, "rename-on-first-save")
+        dialog.locator("button.jp-mod-accept", has_text="Rename and Save").click()
+    else:
+        notebook.menu("File", "Rename Notebook…")
+        expect(dialog).to_contain_text("Rename File")
+        dialog.locator("input[type=text]").fill(name)
+        screenshots.save(page, "rename-notebook")
+        dialog.locator("button.jp-mod-accept", has_text="Rename").click()
+    expect(dialog).to_have_count(0)
+    # Renamed, and the save answered by the server (the tab's unsaved-changes mark is gone).
+    expect(notebook.tab.locator(".lm-TabBar-tabLabel")).to_have_text(name)
+    expect(notebook.tab).not_to_have_class(re.compile(r"\bjp-mod-dirty\b"))
+
+
+def open_tab(page: Page, name: str) -> None:
+    """Click the main area's tab of ``name`` (one of the open notebooks) to show it."""
+    label = page.locator(".lm-TabBar-tabLabel", has_text=re.compile(f"^{re.escape(name)}$"))
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has=label)
+    tab.click()
+    expect(tab).to_have_class(re.compile(r"\blm-mod-current\b"))
+
+
+def saved_texts(model: dict[str, Any]) -> list[str]:
+    """Every output of a saved notebook as text (its JSON), cell by cell."""
+    return [json.dumps(cell.get("outputs", [])) for cell in model["content"]["cells"]]
+
+
+# -- the checks
+
+
+def test_first_save_renames_the_notebook_with_its_replies(
+    analysis: Analysis, lab: JupyterLab
+) -> None:
+    """Step 3, on the server: analysis.ipynb holds both replies, and the Untitled file is gone."""
+    response = lab.api(f"contents/{RENAMED}")
+    assert response.status_code == 200, f"GET /api/contents/{RENAMED}: {response.status_code}"
+    model = response.json()
+    sources = [str(cell["source"]) for cell in model["content"]["cells"]]
+    outputs = saved_texts(model)
+    for question, word in ((FIRST, "apples"), (SECOND, "pears")):
+        index = next((n for n, src in enumerate(sources) if question in src), None)
+        assert index is not None, f"no cell of the saved {RENAMED} asks {question!r}: {sources}"
+        assert word in outputs[index], (
+            f"the saved reply to {question!r} does not mention {word!r}: {outputs[index]}"
+        )
+    gone = lab.api(f"contents/{analysis.untitled}")
+    assert gone.status_code == 404, f"{analysis.untitled} is still there after the rename"
+    sessions = [session["path"] for session in lab.api("sessions").json()]
+    assert RENAMED in sessions, f"the server's sessions are {sessions}, none for {RENAMED}"
+
+
+def test_restart_after_rename_restores_the_chats(
+    analysis: Analysis, page: Page, shots: Screenshots
+) -> None:
+    """Step 4: the renamed notebook's chats are back after a kernel restart."""
+    notebook = analysis.notebook
+    with screenshot_on_failure(shots, page, "restart"):
+        open_tab(page, RENAMED)
+        notebook.restart_kernel()
+        shots.save(page, "restarted")
+        load = notebook.code_cell(LOAD)
+        notebook.rerun_and_wait(load)  # its prompt said [1]: before, and will again
+        check_no_error(load, LOAD)
+        history = run_new_cell(notebook, HISTORY)
+        shots.save(page, "restarted-history")
+    loaded, shown = output_text(load), output_text(history)
+    assert RESTORED in loaded, (
+        f"after {analysis.untitled} was saved as {RENAMED} and its kernel restarted, "
+        f"{LOAD!r} did not say {RESTORED!r}: the notebook's chats were not found under its new "
+        f"name.\n{LOAD} printed:\n{loaded}\n{HISTORY} showed:\n{shown}"
+    )
+    for word in ("apples", "pears"):
+        assert word in shown, (
+            f"{HISTORY} after the restart does not show the question about {word}:\n{shown}"
+        )
+
+
+def test_new_untitled_notebook_starts_with_an_empty_chat(
+    analysis: Analysis, page: Page, lab: JupyterLab, shots: Screenshots
+) -> None:
+    """Step 5: a new notebook at the first one's old path does not inherit its chats."""
+    with screenshot_on_failure(shots, page, "second-untitled"):
+        notebook = NotebookPage.create(page, TIMEOUT)
+        name = notebook.name()
+        assert name == analysis.untitled, (
+            f"the second new notebook is {name!r}, not {analysis.untitled!r} (the first one's "
+            "name before its rename), so this test would not check what it means to"
+        )
+        sessions = [session["path"] for session in lab.api("sessions").json()]
+        assert name in sessions, f"the server's sessions are {sessions}, none for {name}"
+        shots.save(page, "second-untitled")
+        load = run_new_cell(notebook, LOAD)
+        history = run_new_cell(notebook, HISTORY)
+        shots.save(page, "second-untitled-history")
+    loaded, shown = output_text(load), output_text(history)
+    assert "restored" not in loaded.lower(), (
+        f"a new {name} restored chats: those of the notebook that was {name} before it was "
+        f"renamed to {RENAMED}.\n{LOAD} printed:\n{loaded}\n{HISTORY} showed:\n{shown}"
+    )
+    assert "apples" not in shown and "pears" not in shown, (
+        f"{HISTORY} in a new {name} shows the chat of the notebook renamed to {RENAMED}:\n{shown}"
+    )
+    assert EMPTY.search(shown), (
+        f"{HISTORY} in a new {name} does not say the chat is empty:\n{shown}"
+    )
