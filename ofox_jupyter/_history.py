@@ -202,10 +202,11 @@ class HistoryStore:
             if version < SCHEMA_VERSION:
                 self._migrate(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Bring the first layout (or an empty file) to this one, keeping every chat."""
@@ -275,10 +276,16 @@ class HistoryStore:
                     time.sleep(0.05 * (attempt + 1))
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Some errors (a full disk, an I/O error) have rolled back already; the cause,
+                # not "no transaction is active", is what the user should read.
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
-            self._db.execute("COMMIT")
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:

@@ -299,15 +299,17 @@ class NotebookSession:
     def _store_failed(self, err: BaseException, what: str) -> None:
         reason = str(err) or type(err).__name__
         if what == "read":
-            self.notices.append(
+            notice = (
                 f"ofox: cannot read history from {self._where()} ({reason}); "
                 "earlier turns are left out for now"
             )
         else:
-            self.notices.append(
+            notice = (
                 f"ofox: cannot save to {self._where()} ({reason}); this chat is kept in "
                 "kernel memory and saved when the store works again"
             )
+        if notice not in self.notices:  # one line per cell, however many writes it made
+            self.notices.append(notice)
 
     def _write(self, operation: Callable[[HistoryStore], None]) -> bool:
         """Run one write, after any the store refused before; on failure keep it for later.
