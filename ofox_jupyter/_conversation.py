@@ -341,10 +341,11 @@ class Conversation:
                     start -= 1
         window = self._ids[start:end]
         found = self._fetch(window, keep=True)
-        # What was sent stays loaded; older turns go back to living in the store only.
-        keep = set(window) | self._pinned
-        for turn_id in [i for i in self._loaded if i not in keep]:
-            del self._loaded[turn_id]
+        if self.loader is not None:
+            # What was sent stays loaded; older turns go back to living in the store only.
+            keep = set(window) | self._pinned
+            for turn_id in [i for i in self._loaded if i not in keep]:
+                del self._loaded[turn_id]
         missing = sum(1 for i in window if i not in found)
         if missing:
             self.unavailable += missing

@@ -128,6 +128,11 @@ def test_a_copy_starts_with_the_originals_chats_then_diverges(ip, notebook, monk
     assert "analysis-Copy1.ipynb is a copy of another notebook: it starts with its 2 turns" in out
     assert magics(ip).session.notebook != original_id
     assert texts(ip) == ["shared beginning"] and texts(ip, "side") == ["a side chat"]
+    copy_id = magics(ip).session.notebook
+    restart(ip, save=False)  # reopened before anything changed: still that copy, not another
+    out = capsys.readouterr().out
+    assert "restored 2 turns" in out and "is a copy" not in out
+    assert magics(ip).session.notebook == copy_id
     cell(ip, "", "only in the copy", cell_id="c3")
     cell(ip, "", "shared beginning, edited in the copy", cell_id="c1")  # re-run in the copy
     save_notebook(ip)
@@ -547,7 +552,9 @@ def test_export_paths_that_cannot_be_written_are_one_line(ip, tmp_path, name, fr
 # -- properties: untrusted files and the request window
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=5),
@@ -569,7 +576,7 @@ def test_any_notebook_file_gives_evidence_or_nothing(tmp_path, document):
     assert all(isinstance(t, str) for t in evidence.turn_ids | evidence.cell_ids)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(["id", "user", "replies", "usage", "cost", "created", "cell_id", "chat"]),

@@ -314,3 +314,63 @@ def test_image_last_picks_up_an_inline_plot(kernel: Kernel) -> None:
     final = run.displays[-1]
     described = re.findall(r"^Image 1: (.*)$", final.markdown, re.M)
     assert described and "looks like a chart" in described[0], final.markdown
+
+
+def saved_notebook(path: Path, cells: list[tuple[str, str, Execution]]) -> None:
+    """Write ``path`` as a frontend saves it: each cell with its id, source and the
+    ``display_data`` outputs the kernel really published (their metadata included)."""
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": cell_id,
+                "metadata": {},
+                "execution_count": None,
+                "source": source,
+                "outputs": [
+                    {"output_type": "display_data", "data": d.data, "metadata": d.metadata}
+                    for d in run.displays
+                    if d.msg_type == "display_data"
+                ],
+            }
+            for cell_id, source, run in cells
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(notebook), encoding="utf-8")
+
+
+def test_a_renamed_notebook_finds_its_chats_in_a_new_kernel(tmp_path: Path) -> None:
+    """Untitled.ipynb is saved as analysis.ipynb and reopened (a new kernel, a new kernel id):
+    the chats are found through the outputs the first kernel published; the next
+    Untitled.ipynb starts empty."""
+    untitled = tmp_path / "Untitled.ipynb"
+    first = Kernel(kernel_env(tmp_path, notebook=str(untitled)))
+    try:
+        first.execute("%load_ext ofox_jupyter").ok()
+        source = "%%ofox\nA question about apples"
+        run = first.execute(source, cell_id="cell-apples").ok()
+    finally:
+        first.shutdown()
+    saved_notebook(tmp_path / "analysis.ipynb", [("cell-apples", source, run)])
+
+    second = Kernel(kernel_env(tmp_path, notebook=str(tmp_path / "analysis.ipynb")))
+    try:
+        loaded = second.execute("%load_ext ofox_jupyter").ok()
+        assert "restored 1 turn of chat main for analysis.ipynb" in loaded.stdout
+        history = second.execute("%ofox history").ok().displays[0].data["text/plain"]
+        assert "A question about apples" in history
+    finally:
+        second.shutdown()
+
+    untitled.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4}))
+    third = Kernel(kernel_env(tmp_path, notebook=str(untitled)))
+    try:
+        loaded = third.execute("%load_ext ofox_jupyter").ok()
+        assert "restored" not in loaded.stdout
+        history = third.execute("%ofox history").ok().displays[0].data["text/plain"]
+        assert "is empty" in history and "apples" not in history
+    finally:
+        third.shutdown()
