@@ -182,6 +182,9 @@ class Conversation:
         self._slim = array("q")  # tokens of each turn with its images left out
         self._extra = array("q")  # tokens its images add
         self._images = array("q")  # images it holds
+        #: The three arrays' sums over the whole chat, kept up to date: a request's window is
+        #: then decided without a pass over every turn.
+        self._totals = [0, 0, 0]
         self._loaded: dict[str, Turn] = {}
         #: Turns that exist only in memory (the store failed or there is none): never evicted.
         self._pinned: set[str] = set()
@@ -208,6 +211,36 @@ class Conversation:
         self._slim.append(slim)
         self._extra.append(extra)
         self._images.append(images)
+        self._totals[0] += slim
+        self._totals[1] += extra
+        self._totals[2] += images
+
+    def add_entries(
+        self,
+        ids: Sequence[str],
+        cells: Sequence[str | None],
+        slim: Sequence[int],
+        extra: Sequence[int],
+        images: Sequence[int],
+    ) -> None:
+        """:meth:`add_entry` for a whole restored chat at once (columns, in order)."""
+        offset = len(self._ids)
+        self._ids.extend(ids)
+        self._cells.update({c: offset + i for i, c in enumerate(cells) if c})
+        for column, values, total in (
+            (self._slim, slim, 0),
+            (self._extra, extra, 1),
+            (self._images, images, 2),
+        ):
+            column.extend(values)
+            self._totals[total] += sum(values)
+
+    def _sums(self, end: int) -> tuple[int, int, int]:
+        """Sizes of the turns before ``end``: the kept totals, or (a re-run cell) a sum."""
+        if end == len(self._ids):
+            slim, extra, images = self._totals
+            return slim, extra, images
+        return sum(self._slim[:end]), sum(self._extra[:end]), sum(self._images[:end])
 
     def pin(self, turn_id: str, pinned: bool = True) -> None:
         """Keep ``turn_id`` in memory (it is not safely in the store), or let it go again."""
@@ -279,6 +312,9 @@ class Conversation:
         )
         self._pinned.discard(old_id)
         self._ids[position] = turn.id
+        self._totals[0] += slim - self._slim[position]
+        self._totals[1] += extra - self._extra[position]
+        self._totals[2] += images - self._images[position]
         self._slim[position], self._extra[position] = slim, extra
         self._images[position] = images
         return position, replaced
@@ -287,6 +323,7 @@ class Conversation:
         self._ids.clear()
         self._cells.clear()
         del self._slim[:], self._extra[:], self._images[:]
+        self._totals = [0, 0, 0]
         self._loaded.clear()
         self._pinned.clear()
 
@@ -315,11 +352,11 @@ class Conversation:
         head = [system(prompt)] if prompt else []
         position = self.position_of_cell(cell_id)
         end = len(self._ids) if position is None else position
-        start, slimmed, omitted_images = 0, frozenset[int](), 0
+        start, slimmed, slim_all, omitted_images = 0, frozenset[int](), False, 0
         if budget is not None and end:
             fixed = sum(estimate_tokens(m) for m in (*head, user))
-            text = sum(self._slim[:end])
-            over = fixed + text + sum(self._extra[:end]) - budget
+            text, extra, images = self._sums(end)
+            over = fixed + text + extra - budget
             if over > 0 and fixed + text <= budget:
                 # All the words fit; leave out images, oldest first, until the rest fits.
                 chosen = []
@@ -333,8 +370,7 @@ class Conversation:
                 slimmed = frozenset(chosen)
             elif over > 0:
                 # Not even the words fit: no images at all, and the newest turns that fit.
-                omitted_images = sum(self._images[:end])
-                slimmed = frozenset(i for i in range(end) if self._images[i])
+                omitted_images, slim_all = images, True
                 room, start = budget - fixed, end
                 while start > 0 and self._slim[start - 1] <= room:
                     room -= self._slim[start - 1]
@@ -354,7 +390,7 @@ class Conversation:
             turn = found.get(self._ids[index])
             if turn is None:
                 continue
-            if index in slimmed:
+            if index in slimmed or (slim_all and self._images[index]):
                 turn = _without_images(turn)
             messages.extend(turn.messages)
         messages.append(user)

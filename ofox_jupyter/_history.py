@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS turns (
     turn_id TEXT PRIMARY KEY, notebook TEXT NOT NULL, chat TEXT NOT NULL,
     position INTEGER NOT NULL, data TEXT NOT NULL,
     cell_id TEXT, origin TEXT, slim_tokens INTEGER, image_tokens INTEGER, images INTEGER);
-CREATE INDEX IF NOT EXISTS turns_by_chat ON turns (notebook, chat, position);
+CREATE INDEX IF NOT EXISTS turns_index ON turns (
+    notebook, chat, position, turn_id, cell_id, slim_tokens, image_tokens, images);
 CREATE INDEX IF NOT EXISTS turns_by_cell ON turns (cell_id) WHERE cell_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS turns_by_origin ON turns (origin) WHERE origin IS NOT NULL;
 CREATE TABLE IF NOT EXISTS images (hash TEXT PRIMARY KEY, mime TEXT NOT NULL, data BLOB NOT NULL);
@@ -82,6 +85,11 @@ _DATA_URL = re.compile(r"^data:(image/[\w.+-]+);base64,(.*)$", re.S)
 _IMAGE_REF = "ofox-image:"
 #: Identifiers per ``IN (...)`` list: well under SQLite's smallest variable limit (999).
 _IN_BATCH = 400
+#: The rows a restore can use: sized as this version sizes turns (checked by SQLite, not Python).
+_SIZED = (
+    "typeof(slim_tokens) = 'integer' AND typeof(image_tokens) = 'integer' "
+    "AND typeof(images) = 'integer'"
+)
 
 T = TypeVar("T")
 
@@ -103,11 +111,27 @@ class NotebookRecord:
 
 @dataclass(frozen=True)
 class ChatIndex:
-    """A chat as restored: its system prompt and, per turn in order, the index entry."""
+    """A chat as restored: its system prompt and its turns' index, as columns in chat order
+    (ids, cell ids, sizes without images, extra size of images, images), or empty."""
 
     name: str
     system: str | None
-    entries: list[tuple[str, str | None, int, int, int]]
+    columns: list[Sequence[Any]]
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def into(self, conversation: Conversation) -> Conversation:
+        if self.columns:
+            ids, cells, slim, extra, images = self.columns
+            conversation.add_entries(
+                [str(i) for i in ids],
+                [c if isinstance(c, str) else None for c in cells],
+                slim,
+                extra,
+                images,
+            )
+        return conversation
 
 
 def default_history_path() -> Path:
@@ -211,6 +235,9 @@ class HistoryStore:
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Bring the first layout (or an empty file) to this one, keeping every chat."""
         existing = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
+        # The first layout's index on (notebook, chat, position) is replaced by one that also
+        # holds what a restore reads, so a restore never has to visit the rows themselves.
+        db.execute("DROP INDEX IF EXISTS turns_by_chat")
         if existing:
             for column in _NEW_TURN_COLUMNS:
                 if column not in existing:
@@ -398,18 +425,21 @@ class HistoryStore:
                     "SELECT chat, system FROM chats WHERE notebook = ?", (notebook,)
                 )
             }
+            # Rows without integer sizes are not turns we wrote: counted, then left out.
+            (bad,) = db.execute(
+                "SELECT COUNT(*) FROM turns WHERE notebook = ? AND NOT (" + _SIZED + ")",
+                (notebook,),
+            ).fetchone()
+            self.skipped += bad
             rows = db.execute(
                 "SELECT chat, turn_id, cell_id, slim_tokens, image_tokens, images FROM turns "
-                "WHERE notebook = ? ORDER BY chat, position",
+                "WHERE notebook = ? AND " + _SIZED + " ORDER BY chat, position",
                 (notebook,),
-            )
-            for chat, turn_id, cell_id, slim, extra, images in rows:
-                if not all(isinstance(n, int) for n in (slim, extra, images)):
-                    self.skipped += 1
-                    continue
+            ).fetchall()
+            for chat, group in groupby(rows, key=itemgetter(0)):
+                _, ids, cells, slim, extra, images = zip(*group, strict=True)
                 index = chats.setdefault(str(chat), ChatIndex(str(chat), None, []))
-                cell = cell_id if isinstance(cell_id, str) else None
-                index.entries.append((str(turn_id), cell, slim, extra, images))
+                index.columns.extend((ids, cells, slim, extra, images))
             return list(chats.values())
 
         return self._read(query)
@@ -440,9 +470,9 @@ class HistoryStore:
         """Every chat of ``notebook`` with every turn loaded (exports and tests)."""
         chats: dict[str, Conversation] = {}
         for index in self.index(notebook):
-            conversation = Conversation(index.name, index.system, loader=self.load_turns)
-            for entry in index.entries:
-                conversation.add_entry(*entry)
+            conversation = index.into(
+                Conversation(index.name, index.system, loader=self.load_turns)
+            )
             chats[index.name] = Conversation(index.name, index.system, conversation.turns)
         return chats
 

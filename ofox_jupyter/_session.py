@@ -179,9 +179,7 @@ class NotebookSession:
             try:
                 for index in store.index(notebook):
                     chat = Conversation(index.name, index.system, loader=self._load_turns)
-                    for entry in index.entries:
-                        chat.add_entry(*entry)
-                    self.chats[index.name] = chat
+                    self.chats[index.name] = index.into(chat)
             except (sqlite3.Error, OSError) as err:
                 self._store_failed(err, "read")
             self._report_skipped()

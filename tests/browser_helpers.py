@@ -431,6 +431,8 @@ class NotebookPage:
         The prompt's texts are recorded from before Shift+Enter on, so that the run is known to be
         over once the prompt has shown ``[*]:`` (running) and then the expected count.
         """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         prompt = cell.locator(".jp-InputPrompt").element_handle(timeout=self.timeout_ms)
         prompt.evaluate(
             """prompt => {
@@ -450,7 +452,7 @@ class NotebookPage:
                 arg=[prompt, f"[{count}]:"],
                 timeout=self.timeout_ms,
             )
-        except Exception as err:  # playwright's TimeoutError: say what the prompt went through
+        except PlaywrightTimeoutError as err:  # say what the prompt went through
             seen = prompt.evaluate("prompt => prompt.__ofoxPrompts")
             raise AssertionError(
                 f"the cell's run {count} did not finish within {self.timeout_ms / 1000:.0f} s; "
@@ -459,13 +461,15 @@ class NotebookPage:
         finally:
             prompt.evaluate("prompt => prompt.__ofoxObserver?.disconnect()")
 
-    def restart_kernel(self) -> None:
+    def restart_kernel(self, on_dialog: Callable[[], object] | None = None) -> None:
         """Kernel → Restart Kernel…, accept the dialog, wait until the new kernel is idle.
 
-        The toolbar's execution indicator says "idle" before the restart as well, so its statuses
-        are recorded from before the click on: the restart is over once it has shown a restart
-        state (``restarting``, ``starting`` …) and is idle again. Runs are numbered from 1 again.
+        ``on_dialog`` is called while the dialog is shown (to take a screenshot of it). The
+        toolbar's execution indicator says "idle" before the restart as well, so its statuses are
+        recorded from before the click on: the restart is over once it has shown a restart state
+        (``restarting``, ``starting`` …) and is idle again. Runs are numbered from 1 again.
         """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
         from playwright.sync_api import expect
 
         panel = self.panel.element_handle(timeout=self.timeout_ms)
@@ -487,6 +491,8 @@ class NotebookPage:
         self.menu("Kernel", "Restart Kernel…")
         dialog = self.page.locator(".jp-Dialog")
         expect(dialog).to_contain_text("Restart Kernel?", timeout=self.timeout_ms)
+        if on_dialog is not None:
+            on_dialog()
         dialog.locator("button.jp-mod-accept", has_text="Restart").click()
         expect(dialog).to_have_count(0, timeout=self.timeout_ms)
         try:
@@ -497,7 +503,7 @@ class NotebookPage:
                 arg=panel,
                 timeout=self.timeout_ms,
             )
-        except Exception as err:  # playwright's TimeoutError: say what the indicator went through
+        except PlaywrightTimeoutError as err:  # say what the indicator went through
             seen = panel.evaluate("panel => panel.__ofoxStatuses")
             raise AssertionError(
                 f"the kernel was not idle again {self.timeout_ms / 1000:.0f} s after Restart; "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,6 +180,7 @@ def analysis(page: Page, lab: JupyterLab, screenshots: Screenshots) -> Analysis:
         assert re.fullmatch(r"Untitled\d*\.ipynb", untitled), (
             f"File → New → Notebook opened {untitled!r}, not an Untitled notebook"
         )
+        check_kernel(lab, untitled)
         screenshots.save(page, "new-notebook")
 
         # 2. Load the extension, ask two questions.
@@ -210,6 +212,21 @@ def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator
 
 
 # -- steps a person takes
+
+
+def check_kernel(lab: JupyterLab, notebook: str) -> None:
+    """The server runs ``notebook`` on a kernel of this environment's Python."""
+    kernels = {s["path"]: s["kernel"]["name"] for s in lab.api("sessions").json()}
+    assert notebook in kernels, f"the server has no session for {notebook}: {kernels}"
+    spec = lab.api("kernelspecs").json()["kernelspecs"][kernels[notebook]]["spec"]
+    # jupyter_client starts a spec's bare "python" (or "python3", "python3.X") with the server's
+    # own interpreter, which is this one.
+    major, minor = sys.version_info[:2]
+    program = spec["argv"][0]
+    ours = program in ("python", f"python{major}", f"python{major}.{minor}")
+    assert ours or Path(program) == Path(sys.executable), (
+        f"{notebook} runs on {spec['display_name']} ({program}), not on {sys.executable}"
+    )
 
 
 def output_text(cell: Locator) -> str:
@@ -246,13 +263,13 @@ def save_with_new_name(notebook: NotebookPage, name: str, screenshots: Screensho
     if dialog.count():
         expect(dialog).to_contain_text("Rename file")
         # The file name input (the dialog also has a "Do not ask for rename" checkbox).
-        dialog.locator("input[type=text]").fill(name)
+        dialog.get_by_role("textbox").fill(name)
         screenshots.save(page, "rename-on-first-save")
         dialog.locator("button.jp-mod-accept", has_text="Rename and Save").click()
     else:
         notebook.menu("File", "Rename Notebook…")
         expect(dialog).to_contain_text("Rename File")
-        dialog.locator("input[type=text]").fill(name)
+        dialog.get_by_role("textbox").fill(name)
         screenshots.save(page, "rename-notebook")
         dialog.locator("button.jp-mod-accept", has_text="Rename").click()
     expect(dialog).to_have_count(0)
@@ -305,7 +322,7 @@ def test_restart_after_rename_restores_the_chats(
     notebook = analysis.notebook
     with screenshot_on_failure(shots, page, "restart"):
         open_tab(page, RENAMED)
-        notebook.restart_kernel()
+        notebook.restart_kernel(on_dialog=lambda: shots.save(page, "restart-dialog"))
         shots.save(page, "restarted")
         load = notebook.code_cell(LOAD)
         notebook.rerun_and_wait(load)  # its prompt said [1]: before, and will again
