@@ -247,6 +247,16 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
                 self._error(exchange.error)
         finally:
             self.send_button.disabled, self.stop_button.disabled = False, True
+            self._store_notices()
+
+    def _store_notices(self) -> None:
+        """What the history store said during the exchange (it could not save, a re-created
+        file), under the footer: the reply itself is never lost to the store."""
+        session = self._magics.session
+        if session.notices:
+            lines = "<br>".join(html.escape(n) for n in session.notices)
+            session.notices.clear()
+            self.footer.value += f'<br><span style="color:#b00">{lines}</span>'
 
     def _error(self, err: OfoxError) -> None:
         self.footer.value = f'<span style="color:#b00">⚠ {html.escape(err.one_line())}</span>'

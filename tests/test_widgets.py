@@ -220,3 +220,25 @@ def test_line_magics_open_the_widgets(ip):
         ip.run_line_magic("ofox", "compare -t warm")
     with pytest.raises(UsageError, match="temperature must be in"):
         ip.run_line_magic("ofox", "compare -t 0,5")
+
+
+def test_a_store_that_cannot_save_is_one_line_under_the_chat_reply(ip):
+    from ofox_jupyter import ChatWidget
+
+    ip.run_cell_magic("ofox", "", "saved first")
+    magics(ip).session.store._db.execute("PRAGMA query_only = ON")  # as a read-only file
+    widget = ChatWidget()
+
+    async def drive() -> None:
+        widget.send("not saved, still answered")
+        await widget.wait()
+
+    run(drive())
+    assert "not saved, still answered" in texts(widget.view)[-1]
+    assert widget.footer.value.count("cannot save to") == 1
+    assert "readonly database" in widget.footer.value
+    assert [t.user.text for t in magics(ip).session.chats["main"].turns] == [
+        "saved first",
+        "not saved, still answered",
+    ]
+    assert magics(ip).session.notices == []  # shown once, in the panel
