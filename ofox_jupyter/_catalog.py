@@ -13,17 +13,19 @@ from typing import Any
 
 from ._streaming import Usage
 
-__all__ = ["ModelInfo", "parse_models"]
+__all__ = ["ModelInfo", "ModelList", "parse_models"]
 
 
 def _price(value: Any) -> float | None:
     """USD per token as a float; ``None`` when the catalog gives no usable price."""
-    if value is None or value == "":
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
         price = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+    if price != price or price in (float("inf"), float("-inf")):
+        return None  # NaN or infinite: no usable price
     return price if price >= 0 else None  # OpenRouter uses "-1" for "varies"
 
 
@@ -74,31 +76,83 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelInfo:
-        architecture = data.get("architecture") or {}
-        pricing = data.get("pricing") or {}
-        top = data.get("top_provider") or {}
-        max_completion = top.get("max_completion_tokens")
+        """An entry of the catalog; ``ValueError`` naming the field when one has a type no
+        reading of it can use (entries are untrusted: another gateway, a newer format)."""
+        model_id = data.get("id")
+        if not isinstance(model_id, str) or not model_id:
+            raise ValueError("an entry without an id")
+        architecture = _object(data, "architecture")
+        pricing = _object(data, "pricing")
+        top = _object(data, "top_provider")
+        max_completion = _count(top.get("max_completion_tokens"), "max_completion_tokens")
+        name = data.get("name")
         return cls(
-            id=str(data["id"]),
-            name=str(data.get("name") or data["id"]),
-            context_length=int(data.get("context_length") or top.get("context_length") or 0),
-            max_completion_tokens=int(max_completion) if max_completion else None,
-            input_modalities=tuple(architecture.get("input_modalities") or ("text",)),
-            output_modalities=tuple(architecture.get("output_modalities") or ("text",)),
+            id=model_id,
+            name=name if isinstance(name, str) and name else model_id,
+            context_length=_count(data.get("context_length"), "context_length")
+            or _count(top.get("context_length"), "top_provider.context_length")
+            or 0,
+            max_completion_tokens=max_completion or None,
+            input_modalities=_words(architecture.get("input_modalities"), ("text",)),
+            output_modalities=_words(architecture.get("output_modalities"), ("text",)),
             prompt_price=_price(pricing.get("prompt")),
             completion_price=_price(pricing.get("completion")),
-            supported_parameters=tuple(data.get("supported_parameters") or ()),
-            supported_endpoints=tuple(data.get("supported_endpoints") or ()),
-            deprecated=bool(data.get("is_deprecated")),
+            supported_parameters=_words(data.get("supported_parameters"), ()),
+            supported_endpoints=_words(data.get("supported_endpoints"), ()),
+            deprecated=data.get("is_deprecated") is True,
             raw=data,
         )
 
 
-def parse_models(body: Any) -> list[ModelInfo]:
-    """The models of a ``{"object": "list", "data": [...]}`` body; malformed entries skipped."""
+def _object(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} is not an object")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    """A whole number ≥ 0 (or 0 when absent); numbers sent as text are read as numbers."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+        raise ValueError(f"{name} is not a number of tokens")
+    return value
+
+
+def _words(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of strings (anything else in it is dropped); the default when absent."""
+    if value is None:
+        return default
+    if not isinstance(value, list):
+        raise ValueError("a list field is not a list")
+    return tuple(v for v in value if isinstance(v, str))
+
+
+class ModelList(list[ModelInfo]):
+    """The usable models of a catalog; ``skipped`` counts the entries left out as malformed."""
+
+    skipped: int = 0
+
+
+def parse_models(body: Any) -> ModelList:
+    """The models of a ``{"object": "list", "data": [...]}`` body; malformed entries are
+    skipped and counted (``.skipped``)."""
     entries = body.get("data") if isinstance(body, Mapping) else body
-    models: list[ModelInfo] = []
-    for entry in entries or ():
-        if isinstance(entry, Mapping) and entry.get("id"):
+    models = ModelList()
+    skipped = 0
+    for entry in entries if isinstance(entries, list) else ():
+        try:
+            if not isinstance(entry, Mapping):
+                raise ValueError("not an object")
             models.append(ModelInfo.from_dict(entry))
+        except (ValueError, TypeError, OverflowError):
+            skipped += 1
+    models.skipped = skipped
     return models

@@ -31,7 +31,7 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from ._catalog import ModelInfo, parse_models
-from ._config import DEFAULT_MODEL, Settings, resolve_settings
+from ._config import DEFAULT_MODEL, Settings, display_url, resolve_settings, scrub
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -41,8 +41,9 @@ from ._exceptions import (
     StreamError,
 )
 from ._messages import Message, attach_images
-from ._request import RetryPolicy, build_chat_body, status_error
+from ._request import RetryPolicy, build_chat_body, encode_body, status_error
 from ._streaming import (
+    MalformedChunk,
     Reply,
     StreamEvent,
     StreamState,
@@ -54,6 +55,26 @@ from ._version import __version__
 __all__ = ["AsyncChatStream", "AsyncClient", "ChatStream", "Client"]
 
 _log = logging.getLogger("ofox_jupyter")
+
+
+class _ScrubSecrets(logging.Filter):
+    """Takes every live secret (keys, base-URL passwords) out of httpx's and httpcore's log
+    records. Filters run only for records that are emitted, so this costs nothing unless the
+    user turned those loggers' DEBUG output on — exactly when a header would be printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot format: leave it to logging
+            return True
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_ScrubSecrets())
 
 Messages = str | Sequence[Message | Mapping[str, Any]]
 
@@ -95,8 +116,10 @@ class _Core:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def headers(self, *, stream: bool = False) -> dict[str, str]:
+    def headers(self, *, stream: bool = False, body: bool = False) -> dict[str, str]:
         headers = {"User-Agent": f"ofox-jupyter/{__version__}", "Accept": "application/json"}
+        if body:
+            headers["Content-Type"] = "application/json"
         if stream:
             headers["Accept"] = "text/event-stream"
             headers["Cache-Control"] = "no-store"
@@ -112,7 +135,7 @@ class _Core:
 
     def transport_error(self, exc: Exception) -> APIError:
         """An httpx failure before the reply began, as one of our errors (key never included)."""
-        where = self.base_url
+        where = display_url(self.base_url)
         if isinstance(exc, httpx.TimeoutException):
             phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "first byte"
             return APITimeoutError(f"timed out waiting for {where} ({phase})")
@@ -165,7 +188,8 @@ class _Core:
             location = response.headers.get("location", "?")
             return (
                 APIConnectionError(
-                    f"{self.base_url} redirected ({response.status_code}) to {location}",
+                    f"{display_url(self.base_url)} redirected ({response.status_code}) to "
+                    f"{display_url(scrub(location))}",
                     hint="set OFOX_BASE_URL to the API's final address",
                 ),
                 False,
@@ -189,12 +213,12 @@ class _Core:
 
     def describe(self, cls: str) -> str:
         key = "set" if self.settings.api_key is not None else "none"
-        where = "offline emulator" if self.settings.offline else self.settings.base_url
+        where = "offline emulator" if self.settings.offline else self.settings.shown_url
         return f"<{cls} {where} key={key}>"
 
 
 def _describe(exc: Exception) -> str:
-    text = str(exc).strip()
+    text = scrub(str(exc)).strip()[:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -466,8 +490,8 @@ class Client:
         request = self._http.build_request(
             "POST",
             self._core.url("/chat/completions"),
-            json=body,
-            headers=self._core.headers(stream=bool(body.get("stream"))),
+            content=encode_body(body),
+            headers=self._core.headers(stream=bool(body.get("stream")), body=True),
         )
         return self._send(request)
 
@@ -582,7 +606,10 @@ class AsyncClient:
     async def _post_chat(self, body: dict[str, Any]) -> httpx.Response:
         url = self._core.url("/chat/completions")  # may start the emulator: before building
         request = self._http.build_request(
-            "POST", url, json=body, headers=self._core.headers(stream=bool(body.get("stream")))
+            "POST",
+            url,
+            content=encode_body(body),
+            headers=self._core.headers(stream=bool(body.get("stream")), body=True),
         )
         return await self._send(request)
 
@@ -625,7 +652,7 @@ def _json_body(response: httpx.Response, core: _Core) -> Any:
         return response.json()
     except ValueError:
         raise APIConnectionError(
-            f"{core.base_url} answered with something that is not JSON",
+            f"{display_url(core.base_url)} answered with something that is not JSON",
             hint="check OFOX_BASE_URL points at an OpenAI-compatible /v1 endpoint",
         ) from None
 
@@ -656,6 +683,12 @@ def _parse_completion(response: httpx.Response, model: str, core: _Core) -> Repl
     if not isinstance(body, dict):
         raise APIConnectionError("the completion body is not a JSON object")
     if "error" in body and not body.get("choices"):
-        # A 200 that carries an error (seen from some upstreams) is still an error.
-        raise core.status_error(httpx.Response(500, json=body, headers=response.headers))
-    return reply_from_completion(body, model, offline=core.settings.offline)
+        # A 200 that carries an error (seen from some upstreams) is still an error, reported
+        # with the status it really came with.
+        raise core.status_error(httpx.Response(response.status_code, json=body))
+    problem = None
+    try:
+        return reply_from_completion(body, model, offline=core.settings.offline)
+    except MalformedChunk as err:
+        problem = str(err)
+    raise APIError(f"the API sent an unusable reply: {problem}", hint="try again, or another model")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import unicodedata
+import weakref
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ._exceptions import ConfigError
 
@@ -24,8 +26,11 @@ __all__ = [
     "Secret",
     "Settings",
     "Timeouts",
+    "check_api_key",
+    "display_url",
     "is_loopback_host",
     "resolve_settings",
+    "scrub",
 ]
 
 DEFAULT_BASE_URL = "https://api.ofox.ai/v1"
@@ -37,14 +42,19 @@ OFFLINE = "offline"
 class Secret:
     """A string that refuses to be shown: repr, str and pickling never reveal it.
 
+    Every live secret is also known to :func:`scrub`, which error paths and the httpx/httpcore
+    log filter use to take it out of any text before it is shown or cut short.
+
     >>> Secret("sk-abc")
     Secret('********')
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "__weakref__")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if value:
+            _LIVE.add(self)
 
     def reveal(self) -> str:
         """The secret itself; call only where it goes on the wire."""
@@ -61,6 +71,62 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled")
+
+
+#: Every secret still referenced somewhere (keys, passwords in base URLs).
+_LIVE: weakref.WeakSet[Secret] = weakref.WeakSet()
+
+
+def scrub(text: str) -> str:
+    """``text`` without any live secret in it (longest first, so a key that contains another
+    secret is still taken out whole). Call it before cutting text short: a secret that crosses
+    the cut would otherwise keep its prefix."""
+    if not isinstance(text, str):
+        text = str(text)
+    for secret in sorted(_LIVE, key=lambda s: -len(s.reveal())):
+        text = secret.redact(text)
+    return text
+
+
+def check_api_key(key: str) -> str:
+    """The key without surrounding whitespace, or a :class:`ConfigError` naming what is wrong
+    with it — never the key, nor any part of it.
+
+    API keys are printable ASCII. A line break inside one (pasted across two lines), a space, a
+    zero-width space or any other non-ASCII character would otherwise fail deep in the HTTP
+    library, with the header value, key and all, in the message.
+    """
+    key = key.strip()
+    for position, char in enumerate(key, start=1):
+        if " " < char < "\x7f":
+            continue
+        if char.isspace():
+            what = "a line break" if char in "\r\n\u2028\u2029" else "a space or tab"
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            what = f"a control character (U+{ord(char):04X})"
+        else:
+            name = unicodedata.name(char, "unnamed")
+            what = f"a non-ASCII character (U+{ord(char):04X} {name})"
+        raise ConfigError(
+            f"the API key contains {what} at position {position} of {len(key)}",
+            hint="copy the key again from the OfoxAI console, on one line",
+        )
+    return key
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: a user name and password in it become ``***``."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "(a malformed URL)"
 
 
 @dataclass(frozen=True)
@@ -96,6 +162,13 @@ class Settings:
     offline: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_retries: int = 2
+    #: A user name or password in the base URL, held so that :func:`scrub` knows them.
+    url_secrets: tuple[Secret, ...] = ()
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as messages and reprs show it (credentials hidden)."""
+        return display_url(self.base_url)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -117,7 +190,7 @@ def resolve_settings(
 ) -> Settings:
     """Settings from the arguments, then the environment, then the defaults."""
     key = api_key if api_key is not None else os.environ.get("OFOX_API_KEY")
-    key = key.strip() if key else None
+    key = check_api_key(key) if key else None
     url = (base_url or os.environ.get("OFOX_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
     if max_retries < 0:
         raise ConfigError(f"max_retries must be 0 or more, not {max_retries}")
@@ -131,15 +204,22 @@ def resolve_settings(
             timeouts=timeouts,
             max_retries=max_retries,
         )
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        credentials = tuple(Secret(v) for v in (parts.password, parts.username) if v)
+        parts.port  # noqa: B018 - a port that is not a number raises here, not on the wire
+        scheme = parts.scheme
+    except ValueError:
+        hostname, scheme, credentials = None, "", ()
+    if scheme not in {"http", "https"} or not hostname:
         raise ConfigError(
-            f"base URL {url!r} is not an http(s) URL",
+            f"base URL {display_url(url)!r} is not an http(s) URL",
             hint="set OFOX_BASE_URL to e.g. https://api.ofox.ai/v1, or 'offline'",
         )
-    if key and parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if key and scheme == "http" and not is_loopback_host(hostname):
         raise ConfigError(
-            f"refusing to send the API key over plain http to {parts.hostname}",
+            f"refusing to send the API key over plain http to {hostname}",
             hint="use an https:// base URL",
         )
     return Settings(
@@ -148,4 +228,5 @@ def resolve_settings(
         offline=False,
         timeouts=timeouts,
         max_retries=max_retries,
+        url_secrets=credentials,
     )

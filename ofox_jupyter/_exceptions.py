@@ -111,7 +111,12 @@ class APIStatusError(APIError):
         self.request_id = request_id
         self.retry_after = retry_after
         label = error_label(type, code, status)
-        text = f"HTTP {status}" + (f" {label}" if label else "") + f": {api_message}"
+        if 200 <= status < 300:
+            # Some upstreams answer 200 with an error object: say so, not a made-up status.
+            text = "the API answered 200 with an error" + (f" ({label})" if label else "")
+            text += f": {api_message}"
+        else:
+            text = f"HTTP {status}" + (f" {label}" if label else "") + f": {api_message}"
         super().__init__(text, hint=hint)
 
 
@@ -222,6 +227,6 @@ def status_error_class(status: int) -> type[APIStatusError]:
         return NotFoundError
     if status == 429:
         return RateLimitError
-    if status >= 500:
-        return ServerError
+    if status >= 500 or status < 400:
+        return ServerError  # (an error object in a 2xx answer: the upstream failed)
     return BadRequestError

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._conversation import Conversation, Turn, turn_sizes
+from ._messages import utf8_safe
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -541,7 +542,7 @@ class HistoryStore:
                     notebook,
                     turn.chat,
                     position,
-                    json.dumps(data, ensure_ascii=False),
+                    utf8_safe(json.dumps(data, ensure_ascii=False)),
                     turn.cell_id,
                     slim,
                     extra,

@@ -544,7 +544,16 @@ class OfoxMagics(Magics):
             context = f"{m.context_length:,}" if m.context_length else "—"
             rows.append(f"| `{m.id}` | {badges} | {context} | {price_in} | {price_out} |")
             plain.append(f"{m.id:<36} {badges:<20} {context:>10} {price_in:>8} {price_out:>8}")
-        self._show(header + "\n" + "\n".join(rows), "\n".join(plain))
+        skipped = self.session.catalog_skipped
+        note = (
+            f"{skipped} malformed catalog entr{'ies' if skipped != 1 else 'y'} left out"
+            if skipped
+            else ""
+        )
+        self._show(
+            header + "\n" + "\n".join(rows) + (f"\n\n*{note}*" if note else ""),
+            "\n".join(plain + ([note] if note else [])),
+        )
 
     def _cmd_history(self, words: list[str]) -> None:
         flags, rest = self._options(words, {"--chat": True}, "history")

@@ -9,6 +9,7 @@ storage is somebody else's job. Constructors mirror the roles::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +28,7 @@ __all__ = [
     "text_part",
     "tool_result",
     "user",
+    "utf8_safe",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -115,6 +117,16 @@ class Message:
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
         )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with each lone surrogate (half an emoji from a clipboard, a broken file, a
+    server's ``"\\ud800"``) replaced by U+FFFD, so that it can be sent, shown and stored as
+    UTF-8. Text without one is returned as it is, at the cost of one regex search."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def _copy_part(part: Mapping[str, Any]) -> dict[str, Any]:

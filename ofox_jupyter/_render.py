@@ -63,6 +63,14 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     if reply.offline:
         facts.append("offline emulator")
     warnings: list[str] = []
+    if (
+        exchange.status == "complete"
+        and not reply.text
+        and not reply.tool_calls
+        and not exchange.tool_results
+    ):
+        warnings.append("the model sent an empty reply")
+    warnings.extend(reply.warnings)
     if reply.finish_reason == "length":
         warnings.append("cut off: raise --max-tokens")
     elif reply.finish_reason == "content_filter":

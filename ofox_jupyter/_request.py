@@ -9,6 +9,7 @@ OfoxAI ``provider`` extension and pass-through extras, values checked before sen
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
@@ -16,15 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import Secret
+from ._config import Secret, scrub
 from ._exceptions import APIStatusError, RequestValidationError, status_error_class
-from ._messages import Message, messages_to_wire
+from ._messages import Message, messages_to_wire, utf8_safe
 
 __all__ = [
     "ROUTING_CHOICES",
     "RetryPolicy",
     "build_chat_body",
     "check_ranges",
+    "encode_body",
     "parse_duration",
     "provider_options",
     "retry_after_seconds",
@@ -61,6 +63,59 @@ def provider_options(
     return provider or None
 
 
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The request body as UTF-8 JSON, or a :class:`RequestValidationError` saying which value
+    cannot be sent (NaN, a set, a cycle, an object JSON does not know).
+
+    Text with a lone surrogate (half of an emoji from a clipboard or a broken file) cannot be
+    UTF-8: each one is sent as U+FFFD instead, the way a browser would show it.
+    """
+    try:
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        where, what = _unsendable(body, "")
+        raise RequestValidationError(
+            f"cannot send the request: {where or 'a value'} is {what}",
+            hint="pass plain JSON values (numbers, text, lists, dicts)",
+        ) from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return utf8_safe(text).encode("utf-8")
+
+
+def _unsendable(value: Any, path: str, seen: frozenset[int] = frozenset()) -> tuple[str, str]:
+    """Where in ``value`` the first thing JSON cannot carry is, and what it is."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return path, f"{value!r} (JSON has no NaN or infinity)"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return "", ""
+    if id(value) in seen:
+        return path, "a reference to itself (a cycle)"
+    if len(seen) > 200:
+        return path, "nested too deeply"
+    inner = seen | {id(value)}
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return path, f"a dict with a {type(key).__name__} key"
+            found = _unsendable(item, f"{path}.{key}" if path else str(key), inner)
+            if found[1]:
+                return found
+        return "", ""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unsendable(item, f"{path}[{index}]", inner)
+            if found[1]:
+                return found
+        return "", ""
+    return path, f"a {type(value).__name__}, which JSON cannot carry"
+
+
+#: No model writes more than this in one reply; a larger max_tokens is a typo, not a wish.
+MAX_TOKENS_LIMIT = 10_000_000
+
+
 def check_ranges(params: Mapping[str, Any]) -> None:
     """Raise :class:`RequestValidationError` for a sampling value outside its documented range."""
     for name, low, high, low_ok in _RANGES:
@@ -69,14 +124,21 @@ def check_ranges(params: Mapping[str, Any]) -> None:
             continue
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise RequestValidationError(f"{name} must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise RequestValidationError(f"{name} must be a finite number, not {value!r}")
         if value > high or value < low or (value == low and not low_ok):
             interval = f"{'[' if low_ok else '('}{low:g}, {high:g}]"
             raise RequestValidationError(f"{name} must be in {interval}, not {value:g}")
     max_tokens = params.get("max_tokens")
     if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        not isinstance(max_tokens, int)
+        or isinstance(max_tokens, bool)
+        or not 1 <= max_tokens <= MAX_TOKENS_LIMIT
     ):
-        raise RequestValidationError(f"max_tokens must be a whole number ≥ 1, not {max_tokens!r}")
+        shown = repr(max_tokens) if len(repr(max_tokens)) <= 30 else "a number that large"
+        raise RequestValidationError(
+            f"max_tokens must be a whole number from 1 to {MAX_TOKENS_LIMIT:,}, not {shown}"
+        )
 
 
 def _check_tool_choice(tool_choice: Any) -> Any:
@@ -240,17 +302,29 @@ def status_error(
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
-        message = str(error.get("message") or "")
+        raw_message = error.get("message")
+        message = raw_message if isinstance(raw_message, str) else ""
         api_type = error.get("type") if isinstance(error.get("type"), str) else None
         raw_code = error.get("code")
-        code = raw_code if isinstance(raw_code, (str, int)) else None
+        code = (
+            raw_code
+            if isinstance(raw_code, (str, int)) and not isinstance(raw_code, bool)
+            else None
+        )
     elif isinstance(error, str):
         message = error
     if not message:
         text = body.decode("utf-8", "replace").strip()
-        message = text[:200] if text and not text.startswith("<") else "no error message"
-    if secret is not None:
-        message = secret.redact(message)  # some servers echo the key they rejected
+        message = text if text and not text.startswith("<") else "no error message"
+    # Some servers echo the key they rejected, in any field: take it out of every one, and
+    # before anything is cut short (a key crossing the cut would keep its prefix).
+    message = _cut(scrub(secret.redact(message) if secret is not None else message), 300)
+    if api_type is not None:
+        api_type = _cut(scrub(api_type), 60)
+    if isinstance(code, str):
+        code = _cut(scrub(code), 60)
+    elif isinstance(code, int) and abs(code) > 10**9:
+        code = None  # not a code anyone would look up; a number that size only clutters
     return status_error_class(status)(
         status=status,
         api_message=message,
@@ -259,3 +333,9 @@ def status_error(
         request_id=headers.get("x-request-id"),
         retry_after=retry_after_seconds(headers) if status == 429 else None,
     )
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` on one line and at most ``limit`` characters, marked when cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

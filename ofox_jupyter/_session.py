@@ -167,6 +167,7 @@ class NotebookSession:
         self._async_client: AsyncClient | None = None
         self._catalog: dict[str, ModelInfo] | None = None
         self._catalog_failed_at: float | None = None
+        self.catalog_skipped = 0
         self._clock = clock
         #: One line each about the history store (a failure, a re-created file, skipped rows),
         #: for the front end to show once and clear.
@@ -234,6 +235,8 @@ class NotebookSession:
             self._catalog, self._catalog_failed_at = {}, self._clock()
         else:
             self._catalog, self._catalog_failed_at = {m.id: m for m in models}, None
+            #: Catalog entries left out as malformed (``%ofox models`` says how many).
+            self.catalog_skipped = int(getattr(models, "skipped", 0))
         return self._catalog
 
     def catalog(self, *, refresh: bool = False) -> dict[str, ModelInfo]:

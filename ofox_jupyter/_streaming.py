@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ._config import Secret
+from ._config import Secret, scrub
 from ._exceptions import StreamError, error_label
-from ._messages import Message, ToolCall, assistant
+from ._messages import Message, ToolCall, assistant, utf8_safe
 
 __all__ = [
     "ChunkAccumulator",
     "FinishEvent",
+    "MalformedChunk",
     "ReasoningDelta",
     "Reply",
     "StreamEvent",
@@ -57,10 +58,22 @@ class Usage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        prompt = int(data.get("prompt_tokens") or 0)
-        completion = int(data.get("completion_tokens") or 0)
-        total = int(data.get("total_tokens") or prompt + completion)
-        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+        """Usage from the API's object; ``ValueError`` naming the field when a count is not a
+        whole number ≥ 0 (an upstream's ``"n/a"``, a float, a negative)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"usage is {_kind(data)}, not an object")
+        counts: list[int | None] = []
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            value = data.get(name)
+            if value is None:
+                counts.append(None)
+            elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+                counts.append(value)
+            else:
+                raise ValueError(f"usage.{name} is {_kind(value)}, not a token count")
+        prompt, completion, total = counts
+        prompt, completion = prompt or 0, completion or 0
+        return cls(prompt, completion, total if total is not None else prompt + completion)
 
 
 # Events are NamedTuples: immutable like frozen dataclasses but several times cheaper to build,
@@ -125,6 +138,8 @@ class Reply:
     complete: bool = True
     offline: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: What was odd but not fatal in the answer (a usage object that was not one, …).
+    warnings: tuple[str, ...] = ()
 
     @property
     def message(self) -> Message:
@@ -135,6 +150,32 @@ class Reply:
     def fell_back(self) -> bool:
         """Whether a model other than the requested one answered."""
         return bool(self.model) and self.model != self.requested_model
+
+
+#: Tool calls one reply may carry; a model asking for more is answered with an error (the
+#: tool loop runs a bounded number of them per round anyway).
+MAX_TOOL_CALLS = 128
+
+
+class MalformedChunk(ValueError):
+    """A chunk (or completion) field of the wrong type; the message names the field."""
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, for a message: ``a number``, ``text``, ``null``, …"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 class _ToolCallBuilder:
@@ -160,22 +201,38 @@ class ChunkAccumulator:
         self._reasoning: list[str] = []
         self._calls: list[_ToolCallBuilder] = []
         self._call_at_index: dict[int, _ToolCallBuilder] = {}
+        self.warnings: list[str] = []
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
-        """Take one chunk; return the events it carries. Unknown fields are ignored."""
-        if self.id is None:
-            self.id = chunk.get("id")
+        """Take one chunk; return the events it carries. Unknown fields are ignored; a field
+        of the wrong type raises :class:`MalformedChunk` naming it (the caller keeps the
+        partial reply), or, where the reply does not depend on it, becomes a warning."""
+        if self.id is None and isinstance(chunk.get("id"), str):
+            self.id = chunk["id"]
         model = chunk.get("model")
-        if model:
+        if model and isinstance(model, str):
             self.model = model
         events: list[StreamEvent] = []
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
+        choices = chunk.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            raise MalformedChunk(f"choices is {_kind(choices)}, not a list")
+        for choice in choices or ():
+            if not isinstance(choice, dict):
+                raise MalformedChunk(f"a choice is {_kind(choice)}, not an object")
+            index = choice.get("index", 0)
+            if index != 0:
+                if not isinstance(index, int) or isinstance(index, bool):
+                    raise MalformedChunk(f"choices[].index is {_kind(index)}, not a number")
                 continue  # we never ask for n > 1
             delta = choice.get("delta")
             if delta:
+                if not isinstance(delta, dict):
+                    raise MalformedChunk(f"delta is {_kind(delta)}, not an object")
                 content = delta.get("content")
                 if content:
+                    if not isinstance(content, str):
+                        raise MalformedChunk(f"delta.content is {_kind(content)}, not text")
+                    content = utf8_safe(content)
                     self._text.append(content)
                     events.append(TextDelta(content))
                 # Most deltas hold nothing but content: skip the other lookups for them.
@@ -183,28 +240,56 @@ class ChunkAccumulator:
                     self._other_delta_fields(delta, events)
             finish = choice.get("finish_reason")
             if finish:
+                if not isinstance(finish, str):
+                    raise MalformedChunk(f"finish_reason is {_kind(finish)}, not text")
                 self.finish_reason = finish
                 events.append(FinishEvent(finish))
         usage = chunk.get("usage")
         if usage:
-            self.usage = Usage.from_dict(usage)
-            events.append(UsageEvent(self.usage))
+            try:
+                self.usage = Usage.from_dict(usage)
+            except ValueError as err:
+                self.warn(f"{err}: usage left out")
+            else:
+                events.append(UsageEvent(self.usage))
         return events
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     def _other_delta_fields(self, delta: Mapping[str, Any], events: list[StreamEvent]) -> None:
         # DashScope-style upstreams send reasoning_content; OpenRouter calls it reasoning.
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
+            reasoning = utf8_safe(reasoning)
             self._reasoning.append(reasoning)
             events.append(ReasoningDelta(reasoning))
-        for fragment in delta.get("tool_calls") or ():
+        fragments = delta.get("tool_calls")
+        if fragments is not None and not isinstance(fragments, list):
+            raise MalformedChunk(f"delta.tool_calls is {_kind(fragments)}, not a list")
+        for fragment in fragments or ():
+            if not isinstance(fragment, dict):
+                raise MalformedChunk(f"a tool call is {_kind(fragment)}, not an object")
             events.append(self._tool_call_fragment(fragment))
 
     def _tool_call_fragment(self, fragment: Mapping[str, Any]) -> ToolCallDelta:
         index = fragment.get("index", 0)
         function = fragment.get("function") or {}
         call_id = fragment.get("id")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise MalformedChunk(f"tool_calls[].index is {_kind(index)}, not a number")
+        if not isinstance(function, dict):
+            raise MalformedChunk(f"tool_calls[].function is {_kind(function)}, not an object")
         name = function.get("name")
+        arguments = function.get("arguments") or ""
+        for field_name, value in (("id", call_id), ("function.name", name)):
+            if value is not None and not isinstance(value, str):
+                raise MalformedChunk(f"tool_calls[].{field_name} is {_kind(value)}, not text")
+        if not isinstance(arguments, str):
+            raise MalformedChunk(f"tool_calls[].function.arguments is {_kind(arguments)}")
+        if len(self._calls) >= MAX_TOOL_CALLS and index not in self._call_at_index:
+            raise MalformedChunk(f"more than {MAX_TOOL_CALLS} tool calls in one reply")
         builder = self._call_at_index.get(index)
         # A new id at an index that is already taken means a new call: some upstreams reuse
         # index 0 for every parallel call and only the id differs.
@@ -217,8 +302,8 @@ class ChunkAccumulator:
             first = False
             if name and not builder.name:
                 builder.name = name
-        arguments = function.get("arguments") or ""
         if arguments:
+            arguments = utf8_safe(arguments)
             builder.arguments.append(arguments)
         return ToolCallDelta(
             position=self._calls.index(builder),
@@ -245,15 +330,31 @@ class ChunkAccumulator:
             id=self.id,
             complete=complete,
             offline=self.offline,
+            warnings=tuple(self.warnings),
         )
 
 
 def _error_text(error: Any) -> tuple[str, str | None, str | int | None]:
-    """Message, type and code of an ``error`` payload, whatever its shape."""
+    """Message, type and code of an ``error`` payload, whatever its shape (each checked)."""
     if isinstance(error, Mapping):
-        message = str(error.get("message") or "unknown error")
-        return message, error.get("type"), error.get("code")
-    return str(error), None, None
+        message = error.get("message")
+        api_type = error.get("type")
+        code = error.get("code")
+        return (
+            _one_line(message) if isinstance(message, str) and message else "unknown error",
+            api_type if isinstance(api_type, str) else None,
+            code if isinstance(code, (str, int)) and not isinstance(code, bool) else None,
+        )
+    return (_one_line(error) if isinstance(error, str) else "unknown error"), None, None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """A server's message on one line, cut (after the key was taken out: see ``broken``)."""
+    text = " ".join(scrub(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_NOT_JSON = object()
 
 
 class StreamState:
@@ -277,19 +378,26 @@ class StreamState:
         if data == "[DONE]":
             self.done = True
             return []
+        # Failures are raised outside any ``except`` block, so that no exception holding the
+        # raw chunk (which may quote the key) rides along as ``__context__``.
+        chunk: Any = None
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
+            chunk = _NOT_JSON
+        if chunk is _NOT_JSON:
             raise self.broken(
-                "malformed", f"the stream sent a chunk that is not JSON: {data[:80]!r}"
-            ) from None
+                "malformed", f"the stream sent a chunk that is not JSON: {self._preview(data)}"
+            )
         if not isinstance(chunk, dict):
-            raise self.broken("malformed", f"the stream sent a non-object chunk: {data[:80]!r}")
+            raise self.broken(
+                "malformed", f"the stream sent a non-object chunk: {self._preview(data)}"
+            )
         error = chunk.get("error")
         if error is not None or event == "error":
             # OpenAI: a bare {"error": ...}; OpenRouter: a chunk with a top-level error and
             # finish_reason "error". Keep any text the error chunk still carries.
-            self.accumulator.feed({k: v for k, v in chunk.items() if k != "error"})
+            problem = self._feed({k: v for k, v in chunk.items() if k != "error"})
             message, api_type, code = _error_text(error if error is not None else chunk)
             label = error_label(api_type, code)
             detail = f" ({label})" if label else ""
@@ -299,7 +407,22 @@ class StreamState:
                 api_type,
                 code,
             )
-        return self.accumulator.feed(chunk)
+        problem = self._feed(chunk)
+        if isinstance(problem, str):
+            raise self.broken("malformed", f"the stream sent an unusable chunk: {problem}")
+        return problem
+
+    def _feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent] | str:
+        """The chunk's events, or what was wrong with it."""
+        try:
+            return self.accumulator.feed(chunk)
+        except MalformedChunk as err:
+            return str(err)
+
+    def _preview(self, data: str) -> str:
+        """The start of a raw chunk for a message, secrets taken out *before* it is cut."""
+        clean = scrub(self._secret.redact(data) if self._secret is not None else data)
+        return repr(clean[:80]) + ("…" if len(clean) > 80 else "")
 
     def on_end(self) -> Reply:
         """The byte stream ended; the reply is complete if a finish reason or ``[DONE]`` came."""
@@ -318,36 +441,68 @@ class StreamState:
         self.done = True
         if self._secret is not None:
             message = self._secret.redact(message)
+            api_type = self._secret.redact(api_type) if api_type else api_type
+            code = self._secret.redact(code) if isinstance(code, str) else code
         return StreamError(
-            message,
+            scrub(message),
             kind=kind,
             partial=self.accumulator.reply(complete=False),
-            api_type=api_type,
-            code=code,
+            api_type=scrub(api_type)[:60] if api_type else None,
+            code=scrub(code)[:60] if isinstance(code, str) else code,
         )
 
 
 def reply_from_completion(
     body: Mapping[str, Any], requested_model: str, *, offline: bool = False
 ) -> Reply:
-    """A :class:`Reply` from a non-streamed ``chat.completion`` body."""
-    choices = body.get("choices") or [{}]
-    choice = choices[0]
+    """A :class:`Reply` from a non-streamed ``chat.completion`` body; :class:`MalformedChunk`
+    naming the field when a part the reply needs has the wrong type."""
+    choices = body.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        raise MalformedChunk(f"choices is {_kind(choices)}, not a list")
+    choice = choices[0] if choices else {}
+    if not isinstance(choice, dict):
+        raise MalformedChunk(f"choices[0] is {_kind(choice)}, not an object")
     message = choice.get("message") or {}
-    usage = body.get("usage")
+    if not isinstance(message, dict):
+        raise MalformedChunk(f"message is {_kind(message)}, not an object")
+    content = message.get("content")
+    if isinstance(content, list):  # content parts, as some upstreams answer
+        content = "".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    elif content is not None and not isinstance(content, str):
+        raise MalformedChunk(f"message.content is {_kind(content)}, not text")
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("function") or {}, dict) for c in calls
+    ):
+        raise MalformedChunk("message.tool_calls is not a list of calls")
+    finish = choice.get("finish_reason")
+    if finish is not None and not isinstance(finish, str):
+        raise MalformedChunk(f"finish_reason is {_kind(finish)}, not text")
+    warnings: list[str] = []
+    usage: Usage | None = None
+    if body.get("usage"):
+        try:
+            usage = Usage.from_dict(body["usage"])
+        except ValueError as err:
+            warnings.append(f"{err}: usage left out")
     reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+    model, reply_id = body.get("model"), body.get("id")
     return Reply(
-        text=message.get("content") or "",
-        model=body.get("model") or requested_model,
+        text=utf8_safe(content or ""),
+        model=model if isinstance(model, str) and model else requested_model,
         requested_model=requested_model,
-        finish_reason=choice.get("finish_reason"),
-        tool_calls=tuple(ToolCall.from_dict(c) for c in message.get("tool_calls") or ()),
+        finish_reason=finish,
+        tool_calls=tuple(ToolCall.from_dict(c) for c in calls),
         reasoning=reasoning if isinstance(reasoning, str) else "",
-        usage=Usage.from_dict(usage) if usage else None,
-        id=body.get("id"),
+        usage=usage,
+        id=reply_id if isinstance(reply_id, str) else None,
         complete=True,
         offline=offline,
         raw=body,
+        warnings=tuple(warnings),
     )
 
 
