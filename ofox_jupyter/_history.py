@@ -72,6 +72,19 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (notebook, model));
 """
 
+#: What a re-created file takes over from the deleted one, for the notebook that runs here.
+_CARRIED = (
+    ("notebooks", "id, path, kernel, parent, created, seen", "id"),
+    ("chats", "notebook, chat, system", "notebook"),
+    (
+        "turns",
+        "turn_id, notebook, chat, position, data, cell_id, origin, slim_tokens, image_tokens, "
+        "images",
+        "notebook",
+    ),
+    ("usage", "notebook, model, prompt_tokens, completion_tokens, cost, requests", "notebook"),
+)
+
 _SCHEMA_STATEMENTS = tuple(s.strip() for s in _SCHEMA.split(";") if s.strip())
 
 #: Columns the first layout's ``turns`` lacked; added (and filled in) when it is migrated.
@@ -79,8 +92,10 @@ _NEW_TURN_COLUMNS = ("cell_id", "origin", "slim_tokens", "image_tokens", "images
 
 #: How long one write waits for another kernel's write to finish, and how often it tries again
 #: after that before the turn is kept in memory instead (see ``NotebookSession``).
-BUSY_TIMEOUT_SECONDS = 5.0
-WRITE_ATTEMPTS = 3
+BUSY_TIMEOUT_SECONDS = 2.0
+WRITE_ATTEMPTS = 2
+#: How long writes at ``%load_ext`` (recording where a notebook is, copying a copy's chats) wait.
+IMPATIENT_SECONDS = 0.3
 
 _DATA_URL = re.compile(r"^data:(image/[\w.+-]+);base64,(.*)$", re.S)
 _IMAGE_REF = "ofox-image:"
@@ -174,6 +189,8 @@ class HistoryStore:
         self.skipped = 0
         self._identity: tuple[int, int] | None = None
         self._recreated = False
+        #: The notebook whose rows are carried into a re-created file (the session's own).
+        self.owner: str | None = None
         self._db = self._open()
 
     # -- opening, and noticing that the file was deleted under us
@@ -251,7 +268,7 @@ class HistoryStore:
             turn = _parse_turn(turn_id, data)
             if turn is None:
                 continue  # left without sizes: skipped (and counted) whenever it is read
-            slim, extra, images = turn_sizes(turn)
+            slim, extra, images = _sizes(turn)
             db.execute(
                 "UPDATE turns SET cell_id = ?, slim_tokens = ?, image_tokens = ?, images = ? "
                 "WHERE turn_id = ?",
@@ -271,10 +288,52 @@ class HistoryStore:
             same = False
         if same:
             return False
-        self._db.close()
-        self._db = self._open()
+        old, self._db = self._db, self._open()
+        try:
+            if self.owner is not None:
+                self._carry_over(old, self.owner)
+        except sqlite3.Error:
+            pass  # best effort: what the session still holds is saved by its next writes
+        finally:
+            old.close()
         self._recreated = True
         return True
+
+    def _carry_over(self, old: sqlite3.Connection, notebook: str) -> None:
+        """Copy ``notebook``'s rows from the deleted file (still open through ``old``) into the
+        new one: its chats go on whole, while the other notebooks' stay deleted."""
+        old.execute("ATTACH DATABASE ? AS fresh", (str(self.path),))
+        try:
+            old.execute("BEGIN")
+            for table, columns, key in _CARRIED:
+                old.execute(
+                    f"INSERT OR IGNORE INTO fresh.{table} ({columns}) "
+                    f"SELECT {columns} FROM main.{table} WHERE {key} = ?",
+                    (notebook,),
+                )
+            digests = sorted(
+                {
+                    ref
+                    for (data,) in old.execute(
+                        "SELECT data FROM main.turns WHERE notebook = ? AND data LIKE ?",
+                        (notebook, f"%{_IMAGE_REF}%"),
+                    )
+                    for ref in re.findall(_IMAGE_REF + r"([0-9a-f]{64})", str(data))
+                }
+            )
+            for batch in _batches(digests):
+                old.execute(
+                    "INSERT OR IGNORE INTO fresh.images (hash, mime, data) SELECT hash, mime, "
+                    f"data FROM main.images WHERE hash IN ({_marks(batch)})",
+                    tuple(batch),
+                )
+            old.execute("COMMIT")
+        except BaseException:
+            if old.in_transaction:
+                old.execute("ROLLBACK")
+            raise
+        finally:
+            old.execute("DETACH DATABASE fresh")
 
     def reopen_if_gone(self) -> bool:
         """Whether the file was re-created since the last call (now or by an earlier read), so
@@ -285,23 +344,32 @@ class HistoryStore:
             return recreated
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, patient: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the write lock from its first statement.
 
         A deferred transaction that reads and then writes fails at once with "database is
         locked" when another kernel writes meanwhile; ``BEGIN IMMEDIATE`` waits for the lock
-        (up to the busy timeout) instead, and is tried again a few times after that.
+        (up to the busy timeout) instead, and is tried again once after that. An impatient
+        transaction (at ``%load_ext``, which must not hang on another kernel) waits briefly
+        and tries once.
         """
         with self._lock:
             self._check_file()
-            for attempt in range(WRITE_ATTEMPTS):
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as err:
-                    if attempt == WRITE_ATTEMPTS - 1 or not _is_busy(err):
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
+            attempts = WRITE_ATTEMPTS if patient else 1
+            if not patient:
+                self._db.execute(f"PRAGMA busy_timeout = {int(IMPATIENT_SECONDS * 1000)}")
+            try:
+                for attempt in range(attempts):
+                    try:
+                        self._db.execute("BEGIN IMMEDIATE")
+                        break
+                    except sqlite3.OperationalError as err:
+                        if attempt == attempts - 1 or not _is_busy(err):
+                            raise
+                        time.sleep(0.05 * (attempt + 1))
+            finally:
+                if not patient:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -353,14 +421,19 @@ class HistoryStore:
             )
         )
 
-    def match(self, turn_ids: Iterable[str], cell_ids: Iterable[str]) -> dict[str, int]:
-        """Per notebook id, how many of its turns the given turn ids and cell ids point at.
+    def match(
+        self, turn_ids: Iterable[str], cell_ids: Iterable[str] = (), notebook: str | None = None
+    ) -> dict[str, int]:
+        """Per notebook id, how many of its turns the given turn ids and cell ids point at
+        (only ``notebook``'s, when given).
 
         A notebook file's outputs name turn ids and its cells carry cell ids; the notebook ids
         that hold those turns are the candidates for "which notebook is this". A turn copied
         into another notebook (see :meth:`fork`) keeps the id it came from as ``origin``.
         """
         turns, cells = sorted(set(turn_ids)), sorted(set(cell_ids))
+        only = "" if notebook is None else " AND notebook = ?"
+        extra = () if notebook is None else (notebook,)
 
         def query(db: sqlite3.Connection) -> dict[str, int]:
             counts: dict[str, int] = {}
@@ -368,23 +441,35 @@ class HistoryStore:
             for column, values in (("turn_id", turns), ("origin", turns), ("cell_id", cells)):
                 for batch in _batches(values):
                     rows = db.execute(
-                        f"SELECT turn_id, notebook FROM turns WHERE {column} IN ({_marks(batch)})",
-                        tuple(batch),
+                        f"SELECT turn_id, notebook FROM turns "
+                        f"WHERE {column} IN ({_marks(batch)}){only}",
+                        (*batch, *extra),
                     )
-                    for turn_id, notebook in rows:
+                    for turn_id, notebook_id in rows:
                         if turn_id not in seen:  # a row matched by its id and its cell: once
                             seen.add(turn_id)
-                            counts[notebook] = counts.get(notebook, 0) + 1
+                            counts[notebook_id] = counts.get(notebook_id, 0) + 1
             return counts
 
         return self._read(query)
+
+    def notebooks_at(self, path: str) -> list[str]:
+        """The ids last seen at ``path`` (usually one), newest first."""
+        return self._read(
+            lambda db: [
+                str(row[0])
+                for row in db.execute(
+                    "SELECT id FROM notebooks WHERE path = ? ORDER BY seen DESC", (path,)
+                )
+            ]
+        )
 
     def bind(
         self, notebook_id: str, *, path: str | None, kernel: str | None, parent: str | None = None
     ) -> None:
         """Record that ``notebook_id`` is now the notebook at ``path``, run by ``kernel``."""
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction(patient=False) as db:
             if kernel is not None:  # a kernel works for one notebook at a time
                 db.execute("UPDATE notebooks SET kernel = NULL WHERE kernel = ?", (kernel,))
             db.execute(
@@ -394,24 +479,45 @@ class HistoryStore:
                 (notebook_id, path, kernel, parent, now, now),
             )
 
-    def fork(self, source: str, target: str) -> int:
-        """Copy every chat of ``source`` into ``target`` (a copied notebook starts with the
-        original's chats, then diverges); returns the turns copied. Each copy gets a new turn
-        id and remembers the one it came from as ``origin``."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO chats (notebook, chat, system) "
-                "SELECT ?, chat, system FROM chats WHERE notebook = ?",
-                (target, source),
+    def fork(self, source: str, target: str, only: Iterable[str] | None = None) -> int:
+        """Copy the chats of ``source`` into ``target`` (a copied notebook starts with the
+        original's chats, then diverges); returns the turns copied. With ``only``, just the
+        turns with those ids (or copied from them): what the copy's file actually shows, not
+        what the original said after the copy was made. Each copy gets a new turn id and
+        remembers the one it came from as ``origin``."""
+        wanted = None if only is None else sorted(set(only))
+        with self._transaction(patient=False) as db:
+            copied = 0
+            chats: set[str] = set()
+            selections = (
+                [("", ())]
+                if wanted is None
+                else [
+                    (f" AND (turn_id IN ({_marks(b)}) OR origin IN ({_marks(b)}))", (*b, *b))
+                    for b in _batches(wanted)
+                ]
             )
-            cursor = db.execute(
-                "INSERT INTO turns (turn_id, notebook, chat, position, data, cell_id, origin, "
-                "slim_tokens, image_tokens, images) SELECT lower(hex(randomblob(16))), ?, chat, "
-                "position, data, cell_id, COALESCE(origin, turn_id), slim_tokens, "
-                "image_tokens, images FROM turns WHERE notebook = ?",
-                (target, source),
-            )
-            return int(cursor.rowcount)
+            for condition, values in selections:
+                db.execute(
+                    "INSERT INTO turns (turn_id, notebook, chat, position, data, cell_id, "
+                    "origin, slim_tokens, image_tokens, images) SELECT "
+                    "lower(hex(randomblob(16))), ?, chat, position, data, cell_id, "
+                    "COALESCE(origin, turn_id), slim_tokens, image_tokens, images "
+                    f"FROM turns WHERE notebook = ?{condition}",
+                    (target, source, *values),
+                )
+            for chat, count in db.execute(
+                "SELECT chat, COUNT(*) FROM turns WHERE notebook = ? GROUP BY chat", (target,)
+            ).fetchall():
+                chats.add(str(chat))
+                copied += int(count)
+            for chat in sorted(chats):
+                db.execute(
+                    "INSERT OR IGNORE INTO chats (notebook, chat, system) "
+                    "SELECT ?, chat, system FROM chats WHERE notebook = ? AND chat = ?",
+                    (target, source, chat),
+                )
+            return copied
 
     # -- reading chats
 
@@ -660,6 +766,13 @@ def _parse_turn(
         return replace(Turn.from_dict(payload), id=str(turn_id))
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
+
+
+def _sizes(turn: Turn) -> tuple[int, int, int]:
+    try:
+        return turn_sizes(turn)
+    except (TypeError, ValueError, AttributeError):  # a parsed turn is checked; be sure
+        return 0, 0, 0
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ class Identity:
     copied_turns: int = 0
     #: The file this id was last seen at, when that was another one (a rename or a move).
     moved_from: str | None = None
+    #: Something the user should hear about how the id was found (one line), or None.
+    note: str | None = None
     _claim: IO[bytes] | None = field(default=None, repr=False)
 
     def release(self) -> None:
@@ -148,7 +151,7 @@ def read_evidence(path: str | os.PathLike[str] | None) -> Evidence:
     The file is the user's and untrusted in shape: anything that is not the expected type is
     ignored, never raised.
     """
-    if not path:
+    if not path or not _is_file(os.fspath(path)):
         return Evidence()
     try:
         with open(path, "rb") as handle:
@@ -208,25 +211,30 @@ def _claim(claims: Path | None, notebook_id: str) -> tuple[bool, IO[bytes] | Non
 
 def _still_there(store: HistoryStore, notebook_id: str, path: str | None, here: str) -> bool:
     """Whether the file ``notebook_id`` was last seen at is another file that still holds it."""
-    if not path or os.path.abspath(path) == here or not os.path.isfile(path):
+    if not path or path == here or not _is_file(path):
         return False
     evidence = read_evidence(path)
-    return (
-        bool(evidence) and store.match(evidence.turn_ids, evidence.cell_ids).get(notebook_id, 0) > 0
-    )
+    return bool(evidence.turn_ids) and bool(store.match(evidence.turn_ids, (), notebook_id))
+
+
+def _is_file(path: str) -> bool:
+    """A regular file (not a FIFO that would block a read, nor a folder)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _choose(store: HistoryStore, scores: dict[str, int], context: Context) -> str:
-    """The candidate a notebook file most likely is: most turns found; on a tie, the one last
-    seen at this path, then one whose last file is gone (it moved here), then the oldest."""
+    """The notebook whose turns a file's outputs show most; on a tie, one whose last file is
+    gone (it moved here), then the youngest (a copy of a copy comes from the nearer copy)."""
 
-    def rank(notebook_id: str) -> tuple[int, int, int, float]:
+    def rank(notebook_id: str) -> tuple[int, int, float]:
         record = store.notebook(notebook_id)
         path = record.path if record else _legacy_path(notebook_id)
-        here = int(bool(path) and path == context.path)
         moved = int(bool(path) and not os.path.exists(str(path)))
         created = record.created if record else 0.0
-        return scores[notebook_id], here, moved, -created
+        return scores[notebook_id], moved, created
 
     return max(scores, key=rank)
 
@@ -236,45 +244,90 @@ def _legacy_path(notebook_id: str) -> str | None:
     return notebook_id if notebook_id.endswith(".ipynb") and os.path.isabs(notebook_id) else None
 
 
+def storable(text: str) -> str:
+    """``text`` as SQLite can store it: a path that is not valid UTF-8 (its bytes decoded by
+    Python as lone surrogates) gets those bytes written as ``\\xNN``, the same way every time."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def resolve(store: HistoryStore | None, context: Context, claims: Path | None) -> Identity:
-    """Decide the notebook id for ``context`` (see the module docstring), record it, claim it."""
+    """Decide the notebook id for ``context`` (see the module docstring), record it, claim it.
+
+    In order: the id this very kernel had before a restart; an id last seen at this path whose
+    turns the file still shows (by its outputs, or by its cell ids after outputs were cleared);
+    the id whose turns the file's outputs show most — adopted if it moved here, copied (just
+    the turns the file shows) if its original is still elsewhere or open in another kernel;
+    else a new id.
+    """
     if context.kind == "explicit":
-        return Identity(f"key:{context.key}", context, "explicit")
+        return Identity(storable(f"key:{context.key}"), context, "explicit")
     if context.kind == "directory":
-        return Identity(f"dir:{context.path}", context, "directory")
+        return Identity(storable(f"dir:{context.path}"), context, "directory")
     if store is None:
         return Identity(new_id(), context, "memory")
+    here = storable(context.path) if context.path else ""
     evidence = read_evidence(context.path) if context.kind == "notebook" else Evidence()
-    scores = store.match(evidence.turn_ids, evidence.cell_ids) if evidence else {}
+    scores = store.match(evidence.turn_ids) if evidence.turn_ids else {}
     bound = store.notebook_of_kernel(context.kernel) if context.kernel else None
-    chosen: str | None = None
-    how = "new"
-    if bound is not None and (bound in scores or not scores or store.has_turns(bound)):
-        chosen, how = bound, "kernel"  # the same kernel, restarted: the same notebook
+    own = [
+        i
+        for i in (store.notebooks_at(here) if here else ())
+        if scores.get(i) or (evidence.cell_ids and store.match((), evidence.cell_ids, i))
+    ]
+    claim_dir = claims if context.kind == "notebook" else None
+    if bound is not None or own:
+        # The same kernel restarted, or this file's own chats: nothing to decide.
+        chosen = bound if bound is not None else own[0]
+        how = "kernel" if bound is not None else "restored"
+        free, lock = _claim(claim_dir, chosen)
+        if free:
+            return _adopt(store, chosen, how, context, here, lock)
     elif scores:
         chosen, how = _choose(store, scores, context), "restored"
-    claim_dir = claims if context.kind == "notebook" else None
-    if chosen is not None:
         free, lock = _claim(claim_dir, chosen)
         record = store.notebook(chosen)
         last_path = record.path if record else _legacy_path(chosen)
-        copied = how == "restored" and _still_there(store, chosen, last_path, context.path or "")
-        if free and not copied:
-            _bind(store, chosen, context)
-            moved = last_path if last_path and last_path != context.path else None
-            return Identity(chosen, context, how, moved_from=moved, _claim=lock)
-        # A copy: the original is open in another kernel, or still on disk where it was.
-        if lock is not None:
-            lock.close()
-        copy = new_id()
-        turns = store.fork(chosen, copy)
-        _bind(store, copy, context, parent=chosen)
+        if free and not _still_there(store, chosen, last_path, here):
+            return _adopt(store, chosen, how, context, here, lock)
+    else:
+        fresh = new_id()
+        _bind(store, fresh, context)
+        _, lock = _claim(claim_dir, fresh)
+        return Identity(fresh, context, "new", _claim=lock)
+    # A copy: the original is open in another kernel, or still on disk where it was.
+    if lock is not None:
+        lock.close()
+    copy = new_id()
+    try:
+        turns = store.fork(chosen, copy, only=evidence.turn_ids if scores else None)
+    except (sqlite3.Error, OSError) as err:
+        # Another kernel holds the store: the copy starts empty rather than hang or fail.
+        _bind(store, copy, context)
         _, lock = _claim(claim_dir, copy)
-        return Identity(copy, context, "copy", copied_from=chosen, copied_turns=turns, _claim=lock)
-    fresh = new_id()
-    _bind(store, fresh, context)
-    _, lock = _claim(claim_dir, fresh)
-    return Identity(fresh, context, "new", _claim=lock)
+        note = f"could not copy the original's chats ({err}); this copy starts empty"
+        return Identity(copy, context, "new", note=note, _claim=lock)
+    _bind(store, copy, context, parent=chosen)
+    _, lock = _claim(claim_dir, copy)
+    return Identity(copy, context, "copy", copied_from=chosen, copied_turns=turns, _claim=lock)
+
+
+def _adopt(
+    store: HistoryStore,
+    chosen: str,
+    how: str,
+    context: Context,
+    here: str,
+    lock: IO[bytes] | None,
+) -> Identity:
+    record = store.notebook(chosen)
+    last_path = record.path if record else _legacy_path(chosen)
+    _bind(store, chosen, context)
+    moved = last_path if last_path and here and last_path != here else None
+    return Identity(chosen, context, how, moved_from=moved, _claim=lock)
 
 
 def _bind(
@@ -283,6 +336,7 @@ def _bind(
     """Record where the id lives now. A store that can be read but not written (read-only,
     full) still restores the chats; the failure is reported at the first turn it cannot save."""
     try:
-        store.bind(notebook_id, path=context.path, kernel=context.kernel, parent=parent)
+        path = storable(context.path) if context.path else None
+        store.bind(notebook_id, path=path, kernel=context.kernel, parent=parent)
     except (sqlite3.Error, OSError):
         pass

@@ -130,6 +130,8 @@ class OfoxMagics(Magics):
                 max_context_tokens=self.max_context_tokens,
             )
             self.restored_notice = _restored_notice(identity, self._session)
+            if identity.note:
+                self._session.notices.append(f"ofox: {identity.note}")
         return self._session
 
     def _open_history(self) -> tuple[HistoryStore, Identity]:
@@ -192,6 +194,11 @@ class OfoxMagics(Magics):
         session, self._session = self._session, None
         self.store_notice = self.restored_notice = None
         if session is not None:
+            if not session.flush():
+                print(
+                    f"ofox: {session.unsaved} change{'s' * (session.unsaved != 1)} to the "
+                    "chats could not be saved before closing the history store; they are lost"
+                )
             session.reset_client()
             if session.store is not None:
                 session.store.close()

@@ -53,6 +53,8 @@ class ToolCall:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
         function = data.get("function") or {}
+        if not isinstance(function, Mapping):
+            raise ValueError("a tool call's function must be an object")
         return cls(
             id=str(data.get("id") or ""),
             name=str(function.get("name") or ""),
@@ -107,16 +109,35 @@ class Message:
             raise ValueError(f"unknown message role {role!r}")
         content = data.get("content")
         if isinstance(content, list):
-            content = tuple(dict(p) for p in content)
+            content = tuple(_checked_part(p) for p in content)
         elif content is not None and not isinstance(content, str):
             raise ValueError("message content must be text, a list of parts, or null")
+        calls = data.get("tool_calls") or ()
+        if not isinstance(calls, (list, tuple)) or not all(isinstance(c, Mapping) for c in calls):
+            raise ValueError("tool_calls must be a list of calls")
+        call_id, name = data.get("tool_call_id"), data.get("name")
+        if not isinstance(call_id, (str, type(None))) or not isinstance(name, (str, type(None))):
+            raise ValueError("tool_call_id and name must be text")
         return cls(
             role=role,
             content=content,
-            tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls") or ()),
-            tool_call_id=data.get("tool_call_id"),
-            name=data.get("name"),
+            tool_calls=tuple(ToolCall.from_dict(c) for c in calls),
+            tool_call_id=call_id,
+            name=name,
         )
+
+
+def _checked_part(part: Any) -> dict[str, Any]:
+    """A content part as the API takes it: text with its text, an image with its URL."""
+    if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+        raise ValueError("a content part must be an object with a type")
+    if part["type"] == "text" and not isinstance(part.get("text"), str):
+        raise ValueError("a text part needs its text")
+    if part["type"] == "image_url":
+        image = part.get("image_url")
+        if not isinstance(image, Mapping) or not isinstance(image.get("url"), str):
+            raise ValueError("an image part needs its URL")
+    return dict(part)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

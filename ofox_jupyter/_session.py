@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._conversation import Conversation, Turn, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
+from ._history import StoreError
 from ._messages import Message, assistant, user
 from ._streaming import (
     ReasoningDelta,
@@ -66,6 +67,13 @@ Outcome = tuple[Reply, str, OfoxError | None, float | None]
 def _ignore(event: SessionEvent) -> None:
     return None
 
+
+#: What a failing history store raises: SQLite's errors, the file system's, ours (a newer
+#: schema appearing under us), and text SQLite cannot encode.
+STORE_ERRORS = (sqlite3.Error, OSError, StoreError, ValueError)
+#: Context assumed for a model the catalog does not know (or when it cannot be fetched), so
+#: that a long chat is still trimmed rather than sent (and loaded) whole.
+FALLBACK_CONTEXT_TOKENS = 128_000
 
 #: Room kept for the reply when deciding how much history fits the model's context.
 REPLY_RESERVE_TOKENS = 1024
@@ -173,15 +181,18 @@ class NotebookSession:
         #: for the front end to show once and clear.
         self.notices: list[str] = []
         #: Writes the store refused, in order; tried again before the next write.
-        self._pending: list[Callable[[HistoryStore], None]] = []
+        self._pending: list[tuple[str | None, Callable[[HistoryStore], None]]] = []
+        self._store_busy = False
+        self._last_failure: BaseException = sqlite3.OperationalError("database is locked")
         self._skipped_reported = 0
         self.chats: dict[str, Conversation] = {}
         if store is not None:
+            store.owner = notebook
             try:
                 for index in store.index(notebook):
                     chat = Conversation(index.name, index.system, loader=self._load_turns)
                     self.chats[index.name] = index.into(chat)
-            except (sqlite3.Error, OSError) as err:
+            except STORE_ERRORS as err:
                 self._store_failed(err, "read")
             self._report_skipped()
 
@@ -278,7 +289,7 @@ class NotebookSession:
             return {}
         try:
             found = self.store.load_turns(ids)
-        except (sqlite3.Error, OSError) as err:
+        except STORE_ERRORS as err:
             self._store_failed(err, "read")
             return {}
         self._report_skipped()
@@ -312,44 +323,60 @@ class NotebookSession:
         if notice not in self.notices:  # one line per cell, however many writes it made
             self.notices.append(notice)
 
-    def _write(self, operation: Callable[[HistoryStore], None]) -> bool:
-        """Run one write, after any the store refused before; on failure keep it for later.
+    def _write(self, operation: Callable[[HistoryStore], None], chat: str | None = None) -> bool:
+        """Run one write (about ``chat``, if it concerns one), after any the store refused
+        before; on failure keep it for later. Returns whether everything reached the store
+        (then no turn needs to stay pinned in memory).
 
-        Returns whether everything reached the store (then no turn needs pinning any more)."""
+        After the store was busy (another kernel holding the lock past the timeout), the rest
+        of the exchange's writes are queued without waiting again: an exchange makes several
+        writes, and each would otherwise wait the whole timeout once more. The next exchange
+        tries again.
+        """
         store = self.store
         if store is None:
             return False
-        queue = [*self._pending, operation]
+        queue = [*self._pending, (chat, operation)]
         self._pending = []
+        if self._store_busy:
+            self._pending = queue
+            self._store_failed(self._last_failure, "write")
+            return False
         try:
             if store.reopen_if_gone():
-                self._resave_after_recreate(store)
-        except (sqlite3.Error, OSError) as err:
+                self.notices.append(
+                    f"ofox: the history database {self._where()} was deleted; made a new one "
+                    "and kept this notebook's chats in it"
+                )
+        except STORE_ERRORS as err:
             self._pending = queue
             self._store_failed(err, "write")
             return False
-        for index, step in enumerate(queue):
+        for index, (_, step) in enumerate(queue):
             try:
                 step(store)
-            except (sqlite3.Error, OSError) as err:
+            except STORE_ERRORS as err:
                 self._pending = queue[index:]
                 self._store_failed(err, "write")
+                if isinstance(err, sqlite3.OperationalError) and _is_busy(err):
+                    self._store_busy, self._last_failure = True, err
                 return False
-        for chat in self.chats.values():
-            chat.release_pins()
+        for conversation in self.chats.values():
+            conversation.release_pins()
         return True
 
-    def _resave_after_recreate(self, store: HistoryStore) -> None:
-        """The database file was deleted while we ran, and the store made a new one: put back
-        what this kernel still holds, so the chat goes on being saved."""
-        self.notices.append(
-            f"ofox: the history database {self._where()} was deleted; made a new one and saved "
-            "this kernel's chats into it again"
-        )
-        for chat in self.chats.values():
-            store.save_chat(self.notebook, chat.name, chat.system)
-            for position, turn in enumerate(chat.loaded):
-                store.save_turn(self.notebook, turn, position=position)
+    @property
+    def unsaved(self) -> int:
+        """Writes still waiting for the store (turns, usage, system prompts)."""
+        return len(self._pending)
+
+    def flush(self) -> bool:
+        """Try once more to save what the store refused before (the session is closing)."""
+        if not self._pending:
+            return True
+        self._store_busy = False
+        last_chat, last = self._pending.pop()
+        return self._write(last, last_chat)
 
     def reset(self, chat: str | None = None) -> int:
         """Clear one chat (or every chat) in memory and in the store; returns turns removed."""
@@ -358,9 +385,11 @@ class NotebookSession:
         for name in names:
             conversation = self.chats.pop(name, None)
             removed += len(conversation) if conversation else 0
-        # Writes still waiting for the store would bring the cleared turns back.
-        self._pending = []
-        self._write(lambda store: store.clear(self.notebook, chat))
+        # Writes still waiting for the store would bring the cleared turns back; those of the
+        # other chats must still be made.
+        self._pending = [(c, op) for c, op in self._pending if chat is not None and c != chat]
+        self._store_busy = False
+        self._write(lambda store: store.clear(self.notebook, chat), chat)
         return removed
 
     def _budget(self, model: str, params: Mapping[str, Any]) -> int | None:
@@ -369,7 +398,7 @@ class NotebookSession:
             info = self.model_info(model)
             limit = info.context_length if info else 0
         if not limit:
-            return None
+            limit = FALLBACK_CONTEXT_TOKENS
         reserve = params.get("max_tokens") or REPLY_RESERVE_TOKENS
         return max(limit - int(reserve), 1)
 
@@ -433,11 +462,20 @@ class NotebookSession:
             base = existing
         system = base.system if options.system is None else (options.system or None)
         message = user(prompt, options.images)
+        self._store_busy = False  # a new exchange: the store may be free again
         try:
             budget = self._budget(options.model, options.params) if options.history else None
+            unavailable = base.unavailable
             messages, omitted, omitted_images = base.request_messages(
                 message, cell_id=options.cell_id, budget=budget, system_prompt=system
             )
+            if base.unavailable > unavailable:
+                lost = base.unavailable - unavailable
+                self.notices.append(
+                    f"ofox: {lost} earlier turn{'s' * (lost != 1)} of chat {options.chat!r} "
+                    f"could not be read from {self._where()} and {'were' if lost != 1 else 'was'} "
+                    "left out"
+                )
             if options.images:
                 self.check_vision(options.model)
             elif not self._takes_images(options.model):
@@ -505,8 +543,7 @@ class NotebookSession:
             assert registry is not None
             answered = [reply.message]
             try:
-                for call in reply.tool_calls:
-                    result = registry.call(call)
+                for result in registry.iter_round(reply.tool_calls):
                     results.append(result)
                     notify(result)
                     answered.append(result.message)
@@ -643,7 +680,8 @@ class NotebookSession:
             if conversation.system != system_prompt:
                 conversation.system = system_prompt
                 self._write(
-                    lambda store: store.save_chat(self.notebook, options.chat, system_prompt)
+                    lambda store: store.save_chat(self.notebook, options.chat, system_prompt),
+                    options.chat,
                 )
             turn = Turn(
                 id=os.urandom(16).hex(),  # not uuid: importing it costs milliseconds at load
@@ -663,7 +701,10 @@ class NotebookSession:
             replaced_id = replaced.id if replaced is not None else None
             # Kept in memory until the store has it: a refused write costs no turn.
             conversation.pin(turn.id)
-            self._write(lambda store: store.save_turn(self.notebook, turn, replaces=replaced_id))
+            self._write(
+                lambda store: store.save_turn(self.notebook, turn, replaces=replaced_id),
+                options.chat,
+            )
             exchange.turn = turn
         if exchange.status == "interrupted":
             raise Interrupted(exchange)
@@ -675,7 +716,7 @@ class NotebookSession:
             return []
         try:
             return self.store.usage(self.notebook)
-        except (sqlite3.Error, OSError) as err:
+        except STORE_ERRORS as err:
             self._store_failed(err, "read")
             return []
 
@@ -715,6 +756,11 @@ def render_markdown(chats: list[Conversation]) -> str:
             model = turn.served_model or turn.model
             lines.append(f"## {number}. {model}{mark}\n\n{turn.text}\n")
     return "\n".join(lines)
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
 
 
 def _sum_usage(usages: list[Usage]) -> Usage:

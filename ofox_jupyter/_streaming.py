@@ -154,7 +154,7 @@ class Reply:
 
 #: Tool calls one reply may carry; a model asking for more is answered with an error (the
 #: tool loop runs a bounded number of them per round anyway).
-MAX_TOOL_CALLS = 128
+MAX_TOOL_CALLS = 4096
 
 
 class MalformedChunk(ValueError):
