@@ -64,11 +64,11 @@ class Context:
     def label(self) -> str:
         """How the notices name this place."""
         if self.kind == "notebook" and self.path:
-            return Path(self.path).name
+            return storable(Path(self.path).name)
         if self.kind == "directory" and self.path:
-            return f"directory {self.path}"
+            return f"directory {storable(self.path)}"
         if self.kind == "explicit":
-            return f"history key {self.key!r}"
+            return f"history key {storable(repr(self.key))}"
         return "this kernel"
 
 

@@ -25,6 +25,7 @@ from ._config import DEFAULT_MODEL, OFFLINE, Secret, Timeouts, resolve_settings
 from ._display import LiveReply
 from ._exceptions import ImageError, OfoxError, ToolError
 from ._history import HistoryStore, StoreError, default_history_path
+from ._messages import utf8_safe
 from ._recent import RecentImages
 from ._render import format_cost
 from ._request import ROUTING_CHOICES, check_ranges, provider_options
@@ -188,7 +189,7 @@ class OfoxMagics(Magics):
         if self._session is not None:
             self._close_session()
             for notice in self.notices():
-                print(notice)
+                print(utf8_safe(notice))
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -454,7 +455,7 @@ class OfoxMagics(Magics):
         session = self._session
         if session is not None and session.notices:
             for notice in session.notices:
-                print(notice)
+                print(utf8_safe(notice))
             session.notices.clear()
 
     def _publish(self, exchange: Exchange, out: str | None) -> None:
@@ -781,7 +782,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     magics.recent.install(ip)
     _LOADED[id(ip)] = magics
     for notice in magics.notices():
-        print(notice)
+        print(utf8_safe(notice))
 
 
 def unload_ipython_extension(ip: InteractiveShell) -> None:

@@ -661,3 +661,208 @@ def test_the_indexed_window_sends_what_the_plain_rule_sends(shape, budget, lazy)
     new = user("the new question")
     assert chat.request_messages(new, budget=budget) == reference_window(turns, new, budget)
     assert len(chat._loaded) <= len(turns)
+
+
+# -- review findings: what a notebook file can contain, and stores that fail mid-session
+
+
+def nbjson(cells: list[dict]) -> dict:
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_pasted_cells_leave_a_notebooks_own_chats_alone(ip, notebook, tmp_path, monkeypatch):
+    for i in range(3):
+        cell(ip, "", f"A{i}", cell_id=f"a{i}")
+    save_notebook(ip)
+    a_cells = json.loads(notebook.read_text())["cells"]
+    b = tmp_path / "b.ipynb"
+    b.write_text(json.dumps(nbjson([])))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(b))
+    restart(ip, save=False)
+    cell(ip, "", "B0", cell_id="b0")
+    cell(ip, "", "B1", cell_id="b1")
+    save_notebook(ip, b)
+    own = json.loads(b.read_text())["cells"]
+    pasted = [dict(c, id=f"pasted{i}") for i, c in enumerate(a_cells)]  # with their outputs
+    b.write_text(json.dumps(nbjson(own + pasted)))
+    restart(ip, save=False)  # B reopened in a new kernel
+    assert texts(ip) == ["B0", "B1"]
+
+
+def test_one_pasted_cell_brings_its_own_turn_and_nothing_else(
+    ip, notebook, tmp_path, monkeypatch, capsys
+):
+    for i in range(3):
+        cell(ip, "", f"A{i}", cell_id=f"a{i}")
+    cell(ip, "--chat secret", "a private chat", cell_id="a9")
+    save_notebook(ip)
+    first = json.loads(notebook.read_text())["cells"][0]
+    b = tmp_path / "b.ipynb"
+    b.write_text(json.dumps(nbjson([dict(first, id="fresh")])))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(b))
+    capsys.readouterr()
+    restart(ip, save=False)
+    assert "starts with its 1 turn" in capsys.readouterr().out
+    assert {n: texts(ip, n) for n in magics(ip).session.chats} == {"main": ["A0"]}
+
+
+def test_notebooks_made_from_one_template_share_cell_ids_but_not_chats(ip, tmp_path, monkeypatch):
+    template = nbjson(
+        [{"cell_type": "code", "id": "tmpl-1", "metadata": {}, "source": "", "outputs": []}]
+    )
+    lesson1, lesson2 = tmp_path / "lesson1.ipynb", tmp_path / "lesson2.ipynb"
+    lesson1.write_text(json.dumps(template))
+    lesson2.write_text(json.dumps(template))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(lesson1))
+    restart(ip, save=False)
+    cell(ip, "", "lesson1 question", cell_id="tmpl-1")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(lesson2))
+    restart(ip, save=False)
+    assert texts(ip) == []
+
+
+def test_a_copy_gets_what_its_file_shows_not_what_the_original_said_later(
+    ip, notebook, monkeypatch
+):
+    cell(ip, "", "before the copy", cell_id="c1")
+    save_notebook(ip)
+    copy = notebook.with_name("copy.ipynb")
+    shutil.copy(notebook, copy)
+    cell(ip, "", "the original only", cell_id="c2")
+    save_notebook(ip)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(copy))
+    restart(ip, save=False)
+    assert texts(ip) == ["before the copy"]
+
+
+@pytest.mark.parametrize("layout", ["first", "current"])
+def test_a_turn_with_a_damaged_content_part_is_skipped(ip, emu, store_path, layout, capsys):
+    cell(ip, "", "good", cell_id="c1")
+    notebook = magics(ip).session.notebook
+    bad = Turn(id="d" * 32, chat="main", user=user("x"), replies=(assistant("y"),)).to_dict()
+    bad["user"] = {"role": "user", "content": [{"type": "text", "text": None}]}
+    with sqlite3.connect(store_path) as db:
+        sizes = (None, None, None) if layout == "first" else (5, 0, 0)
+        db.execute(
+            "INSERT INTO turns (turn_id, notebook, chat, position, data, slim_tokens, "
+            "image_tokens, images) VALUES (?, ?, 'main', 5, ?, ?, ?, ?)",
+            ("d" * 32, notebook, json.dumps(bad), *sizes),
+        )
+        if layout == "first":
+            db.execute("PRAGMA user_version = 0")  # migrated again at the next open
+    capsys.readouterr()
+    restart(ip)
+    cell(ip, "", "still answered", cell_id="c2")
+    assert sent_users(emu) == ["good", "still answered"]
+    ip.run_line_magic("ofox", "history")
+    out = capsys.readouterr().out
+    assert "skipped 1 damaged history row" in out and "Traceback" not in out
+
+
+def test_resetting_one_chat_keeps_the_unsaved_turns_of_another(ip, store_path):
+    cell(ip, "", "one")
+    db = magics(ip).session.store._db
+    db.execute("PRAGMA query_only = ON")
+    cell(ip, "", "two, not saved yet")
+    cell(ip, "--chat side", "side")
+    db.execute("PRAGMA query_only = OFF")
+    ip.run_line_magic("ofox", "reset --chat side")
+    cell(ip, "", "three")
+    assert stored(store_path, magics(ip).session.notebook) == {
+        "main": ["one", "two, not saved yet", "three"]
+    }
+
+
+def test_a_deleted_database_keeps_the_turns_outside_the_window(ip, emu, store_path, capsys):
+    for i in range(7):
+        cell(ip, "", f"turn {i} " + "x" * 1200)
+    ip.run_line_magic("config", "OfoxMagics.max_context_tokens = 1300")
+    cell(ip, "", "with a small window")
+    assert len(sent_users(emu)) < 8  # only the newest turns were loaded and sent
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(store_path) + suffix).unlink(missing_ok=True)
+    capsys.readouterr()
+    cell(ip, "", "after the deletion")
+    assert "was deleted; made a new one" in capsys.readouterr().out
+    kept = stored(store_path, magics(ip).session.notebook)["main"]
+    assert len(kept) == 9 and kept[-1] == "after the deletion"
+
+
+def test_a_newer_store_swapped_in_mid_session_is_a_notice(ip, store_path, capsys):
+    cell(ip, "", "before")
+    newer = store_path.with_name("newer.sqlite3")
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 99")
+    for suffix in ("-wal", "-shm"):
+        Path(str(store_path) + suffix).unlink(missing_ok=True)
+    os.replace(newer, store_path)
+    capsys.readouterr()
+    cell(ip, "-o answer", "after the swap")
+    out = capsys.readouterr().out
+    assert "newer ofox-jupyter" in out and "after the swap" in ip.user_ns["answer"]
+    assert texts(ip) == ["before", "after the swap"]
+
+
+def test_a_busy_store_waits_once_per_exchange(ip, store_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(_history, "BUSY_TIMEOUT_SECONDS", 0.5)
+    restart(ip, save=False)
+    cell(ip, "", "first")
+    other = sqlite3.connect(store_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        cell(ip, "-s 'A new system prompt.'", "usage, system prompt and turn: three writes")
+        waited = time.monotonic() - started
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    # One write waits (two attempts of 0.5 s); the other two are queued at once.
+    assert waited < 2.5, waited
+    cell(ip, "", "later")
+    assert stored(store_path, magics(ip).session.notebook)["main"][-2:] == [
+        "usage, system prompt and turn: three writes",
+        "later",
+    ]
+
+
+def test_a_working_directory_that_is_not_utf8(ip, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    os.mkdir(odd)
+    os.chdir(odd)
+    restart(ip, save=False)
+    cell(ip, "", "from a Latin-1 folder")
+    restart(ip, save=False)
+    assert texts(ip) == ["from a Latin-1 folder"]
+    assert "Traceback" not in capsys.readouterr().out
+
+
+def test_turns_the_store_lost_are_reported(ip, emu, store_path, capsys):
+    cell(ip, "", "one")
+    cell(ip, "", "two")
+    restart(ip)
+    with sqlite3.connect(store_path) as db:
+        db.execute("UPDATE turns SET turn_id = 'gone' WHERE data LIKE '%\"one\"%'")
+    capsys.readouterr()
+    cell(ip, "", "three")
+    assert "1 earlier turn of chat 'main' could not be read" in capsys.readouterr().out
+    assert sent_users(emu) == ["two", "three"]
+
+
+def test_unsaved_changes_are_reported_when_the_store_is_closed(ip, tmp_path, capsys):
+    cell(ip, "", "saved")
+    magics(ip).session.store._db.execute("PRAGMA query_only = ON")
+    cell(ip, "", "not saved")
+    capsys.readouterr()
+    ip.run_line_magic("config", f"OfoxMagics.history_path = {str(tmp_path / 'other.sqlite3')!r}")
+    assert "could not be saved before closing the history store" in capsys.readouterr().out
+
+
+def test_a_notebook_path_that_is_a_fifo_does_not_hang(ip, tmp_path, monkeypatch):
+    fifo = tmp_path / "pipe.ipynb"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(fifo))
+    restart(ip, save=False)  # would block forever reading the pipe
+    cell(ip, "", "fine")
