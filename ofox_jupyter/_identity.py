@@ -5,15 +5,19 @@ save, notebooks are moved and copied, and the kernel keeps the path it was start
 (``JPY_SESSION_NAME``) until it restarts. What does follow a notebook is its saved content: every
 ``%%ofox`` output carries ``metadata.ofox.turn_id``, and JupyterLab and Notebook 7 send each
 cell's id with its execution, which the turn records. So at ``%load_ext`` the kernel reads its
-notebook file and asks the store which notebook id holds those turns and cells:
+notebook file and decides, in this order:
 
-* **found** → that id, whatever the file is called now (a rename or a move);
-* found, but the same id is in use by **another live kernel**, or the file it was last seen at
-  still exists and still holds those turns → this file is a **copy**: it gets a new id that
-  starts with a copy of the original's chats, and the two diverge from here;
-* **nothing** in the file (a new notebook, even at a path an old one had) → a new, empty id;
 * the **same kernel** restarted (Jupyter keeps a kernel's id across restarts) → the id it had,
-  even if the notebook was not saved in between.
+  even if the notebook was not saved in between;
+* an id last seen at **this path** whose turns the file still shows (by its outputs, or by its
+  cell ids once the outputs were cleared) → that id;
+* an id whose turns the file's **outputs** show (the file came from elsewhere) → that id if its
+  notebook moved here; but if the same id is in use by another live kernel, or the file it was
+  last seen at still exists and still holds those turns, this file is a **copy**: it gets a new
+  id that starts with a copy of just the turns the file shows, and the two diverge from here;
+* **nothing** (a new notebook, even at a path an old one had) → a new, empty id.
+
+Cell ids alone never bring another file's chats (notebooks made from one template share them).
 
 Terminal IPython has no notebook: its chats belong to the working directory, and
 ``OfoxMagics.history_key`` names a key explicitly anywhere. A kernel with neither a notebook nor a
