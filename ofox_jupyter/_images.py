@@ -105,21 +105,29 @@ def _open(obj: Any, label: str) -> tuple[PILImage.Image, bool]:
         return _normalise(obj, label), False
     if _is_matplotlib_figure(obj):
         buffer = io.BytesIO()
-        obj.savefig(buffer, format="png", dpi=obj.dpi, facecolor="white")
+        try:
+            obj.savefig(buffer, format="png", dpi=obj.dpi, facecolor="white")
+        except Exception as err:  # noqa: BLE001 - the user's figure: any failure is theirs
+            raise ImageError(f"{label}: the figure could not be drawn ({_short(err)})") from None
         return _decode(buffer.getvalue(), label), True
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return _decode(bytes(obj), label), False
     if isinstance(obj, (str, os.PathLike)):
         text = os.fspath(obj)
         if isinstance(text, str) and _DATA_URL.match(text):
-            return _decode(base64.b64decode(text.split(",", 1)[1]), label), False
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise ImageError(f"{label}: no image file at {path}", hint="check the path")
-        return _decode(path.read_bytes(), label), False
-    data = _rich_repr(obj)
-    if data is not None:
+            return _decode(_base64(text.split(",", 1)[1], label), label), False
+        try:
+            path = Path(text).expanduser()
+            found = path.is_file()
+            data = path.read_bytes() if found else b""
+        except (OSError, ValueError) as err:  # a NUL byte, a folder we may not read, …
+            raise ImageError(f"{label}: cannot read {text!r} ({_short(err)})") from None
+        if not found:
+            raise ImageError(f"{label}: no such file: {path}", hint="check the path")
         return _decode(data, label), False
+    rich = _rich_repr(obj, label)
+    if rich is not None:
+        return _decode(rich, label), False
     raise ImageError(
         f"{label}: cannot send a {type(obj).__name__} as an image",
         hint="use a PIL image, a matplotlib figure, bytes, a path, a URL, or 'last'",
@@ -131,20 +139,37 @@ def _is_matplotlib_figure(obj: Any) -> bool:
     return type(obj).__module__.startswith("matplotlib.") and hasattr(obj, "savefig")
 
 
-def _rich_repr(obj: Any) -> bytes | None:
+def _rich_repr(obj: Any, label: str = "the image") -> bytes | None:
     """Bytes from ``IPython.display.Image`` or any object with ``_repr_png_``/``_repr_jpeg_``."""
     for method in ("_repr_png_", "_repr_jpeg_"):
         fn = getattr(obj, method, None)
-        if fn is None:
+        if fn is None or not callable(fn):
             continue
-        data = fn()
-        if isinstance(data, tuple):  # (data, metadata) is allowed by IPython
+        try:
+            data = fn()
+        except Exception as err:  # noqa: BLE001 - the user's object: any failure is theirs
+            raise ImageError(
+                f"{label}: its {method}() failed ({_short(err)})", hint="display it to see why"
+            ) from None
+        if isinstance(data, tuple) and data:  # (data, metadata) is allowed by IPython
             data = data[0]
         if isinstance(data, str):
-            data = base64.b64decode(data)
+            data = _base64(data, label)
         if isinstance(data, (bytes, bytearray)):
             return bytes(data)
     return None
+
+
+def _base64(text: str, label: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise ImageError(f"{label}: the image data is not valid base64") from None
+
+
+def _short(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _decode(data: bytes, label: str) -> PILImage.Image:

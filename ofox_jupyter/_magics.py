@@ -21,7 +21,14 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, Unicode, observe
 
-from ._config import DEFAULT_MODEL, OFFLINE, Secret, Timeouts, resolve_settings
+from ._config import (
+    DEFAULT_MODEL,
+    OFFLINE,
+    Secret,
+    Timeouts,
+    check_api_key,
+    resolve_settings,
+)
 from ._display import LiveReply
 from ._exceptions import ImageError, OfoxError, ToolError
 from ._history import HistoryStore, StoreError, default_history_path
@@ -442,8 +449,8 @@ class OfoxMagics(Magics):
             return prepare_image(data, detail, name="last")
         if name in ns:
             return prepare_image(ns[name], detail, name=name)
-        if name.startswith(("http://", "https://")) or Path(name).expanduser().is_file():
-            return prepare_image(name, detail, name=Path(name).name or name)
+        if name.startswith(("http://", "https://")) or _looks_like_path(name):
+            return prepare_image(name, detail, name=os.path.basename(name) or name)
         raise ImageError(
             f"--image: no variable named {name!r}",
             hint="assign the image to a variable first, or use --image last",
@@ -666,6 +673,10 @@ class OfoxMagics(Magics):
         key = getpass.getpass("OfoxAI API key (hidden): ").strip()
         if not key:
             raise _fail("no key entered; nothing changed")
+        try:
+            key = check_api_key(key)
+        except OfoxError as err:
+            raise _fail(f"{err.one_line()}; nothing changed") from None
         self._login = Secret(key)
         self.session.reset_client()
         print("ofox: key set for this kernel only (kept in memory, never saved)")
@@ -738,11 +749,26 @@ class OfoxMagics(Magics):
         )
 
 
-def _strict_ok(schema: Any) -> bool:
+def _looks_like_path(name: str) -> bool:
+    """``-i`` with a word that is no variable: a path when it says so (a folder, an image file
+    ending), so that a missing file is reported as one, not as an unknown variable."""
+    return (
+        "/" in name
+        or os.sep in name
+        or name.startswith("~")
+        or name.lower().endswith(
+            (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+        )
+    )
+
+
+def _strict_ok(schema: Any, depth: int = 0) -> bool:
     """Whether a JSON schema meets structured-output strict mode: every object closes its
     properties (``additionalProperties: false``) and requires all of them."""
+    if depth > 64:
+        return False  # a cycle, or nesting no model's strict mode takes: send it as a guide
     if isinstance(schema, list):
-        return all(_strict_ok(item) for item in schema)
+        return all(_strict_ok(item, depth + 1) for item in schema)
     if not isinstance(schema, dict):
         return True
     if schema.get("type") == "object" or "properties" in schema:
@@ -751,7 +777,7 @@ def _strict_ok(schema: Any) -> bool:
             return False
         if set(schema.get("required") or ()) != set(properties):
             return False
-    return all(_strict_ok(v) for k, v in schema.items() if k not in ("required", "enum"))
+    return all(_strict_ok(v, depth + 1) for k, v in schema.items() if k not in ("required", "enum"))
 
 
 def _restored_notice(identity: Identity, session: NotebookSession) -> str | None:

@@ -184,8 +184,10 @@ def _bomb_png(width: int, height: int) -> bytes:
         (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, "corrupt image data"),
         (b"hello, not an image", "not an image"),
         (b"", "empty"),
-        ("/no/such/file.png", "no image file at"),
-        (Path("/no/such/file.png"), "no image file at"),
+        ("/no/such/file.png", "no such file: /no/such/file.png"),
+        (Path("/no/such/file.png"), "no such file"),
+        ("data:image/png;base64,@@not base64@@", "not valid base64"),
+        ("nul\x00byte.png", "no such file"),
     ],
 )
 def test_bad_input_is_one_clear_error(obj, fragment):

@@ -68,7 +68,8 @@ def test_literal_url_and_path(ip, emu, tmp_path, red):
         ("", "-i nothing_here", "no variable named 'nothing_here'"),
         ("thing = 42", "-i thing", "thing: cannot send a int as an image"),
         ("blob = b'not an image at all'", "-i blob", "blob: not an image"),
-        ("path = '/no/such.png'", "-i path", "no image file at /no/such.png"),
+        ("path = '/no/such.png'", "-i path", "no such file: /no/such.png"),
+        ("", "-i /missing.png", "no such file: /missing.png"),
         (
             "from PIL import Image; red = Image.new('RGB', (4, 4))",
             "-i red -m deepseek/deepseek-v3.2",

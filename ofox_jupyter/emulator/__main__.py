@@ -1,18 +1,21 @@
 """Command line: ``python -m ofox_jupyter.emulator`` (also the ``ofox-emulator`` script).
 
 Starts an emulator, prints ``OfoxAI emulator listening on http://HOST:PORT/v1`` and serves until
-Ctrl-C (or SIGTERM).
+Ctrl-C (or SIGTERM).  The emulator's warnings and errors (``ofox_jupyter.emulator`` logger) go to
+stderr, prefixed ``ofox-emulator:``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
 from types import FrameType
 
 from ._server import Emulator
+from ._state import DEFAULT_MAX_BODY_BYTES
 
 __all__ = ["main"]
 
@@ -28,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--delay", type=float, default=0.02, help="seconds between streamed chunks (default 0.02)"
     )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest request body accepted, larger gets 413 (default {DEFAULT_MAX_BODY_BYTES})",
+    )
     return parser
 
 
@@ -40,11 +49,31 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.delay < 0:
         _parser().error("--delay must be >= 0")
-    emulator = Emulator(host=args.host, port=args.port, api_key=args.api_key, delay=args.delay)
+    if args.max_body_bytes < 1:
+        _parser().error("--max-body-bytes must be >= 1")
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        delay=args.delay,
+        max_body_bytes=args.max_body_bytes,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("ofox-emulator: %(levelname)s %(message)s"))
+    log = logging.getLogger("ofox_jupyter.emulator")
+    log.addHandler(handler)
+    try:
+        return _serve(emulator, args.host, args.port)
+    finally:
+        log.removeHandler(handler)
+
+
+def _serve(emulator: Emulator, host: str, port: int) -> int:
     try:
         emulator.start()
     except (OSError, RuntimeError) as exc:
-        print(f"ofox-emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"ofox-emulator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     previous = signal.signal(signal.SIGTERM, _terminate)
     print(f"OfoxAI emulator listening on {emulator.base_url}", flush=True)

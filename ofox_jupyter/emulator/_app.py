@@ -2,12 +2,17 @@
 
 Routes: ``GET /v1/models`` and ``GET /v1/models/{id}`` (public), ``POST /v1/chat/completions``
 (Bearer auth when the emulator has a key).  Every response, errors included, carries
-``x-request-id`` and the ``x-ratelimit-*`` headers, and every request is recorded.
+``x-request-id`` and the ``x-ratelimit-*`` headers, and every error is an OfoxAI-shaped JSON body:
+an exception nothing else expected is logged (``ofox_jupyter.emulator`` logger) and answered with
+a JSON 500 by :class:`_CatchAll`.
 
-The chat pipeline runs in this order: auth → JSON → validation → unknown model (404) → not a chat
-model (400) → image to a text-only model (400) → image decoding and markers → context length
+The chat pipeline runs in this order: auth (401) → body size (413, ``_body.py``) → JSON, nesting
+and size of the JSON (400) → the request is recorded → validation → unknown model (404) → not a
+chat model (400) → image to a text-only model (400) → image decoding and markers → context length
 (400) → fault (header ``X-Ofox-Emulator-Fault``, else ``[emulator-fault: …]``, else the injected
 queue) → ``provider.fallback`` when the primary is retired or a 429/5xx fault hit it → answer.
+Nothing of a request that fails auth or the size limit is kept; the other routes record the
+request without reading its body.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _errors as errors
+from ._body import parse_json, read_body
 from ._catalog import (
     REASONING_MODELS,
     accepts_images,
@@ -37,6 +45,7 @@ from ._catalog import (
 from ._conversation import Conversation, analyse, has_images, parse_delay
 from ._errors import ApiError
 from ._faults import FaultSpec, parse_fault
+from ._log import DELIBERATE_ABORT, logger
 from ._model import complete
 from ._state import EmulatorState, RecordedRequest
 from ._stream import SSEResponse, StreamPlan, completion_body
@@ -46,7 +55,6 @@ __all__ = ["DELAY_HEADER", "FAULT_HEADER", "create_app"]
 
 FAULT_HEADER = "x-ofox-emulator-fault"
 DELAY_HEADER = "x-ofox-emulator-delay"
-_NOT_JSON = object()  # the body was empty or not JSON
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str]) -> Response:
@@ -68,37 +76,40 @@ def _status_fault(fault: FaultSpec) -> ApiError:
     return errors.service_unavailable()
 
 
+def _common_headers(state: EmulatorState) -> dict[str, str]:
+    """``x-request-id`` and the ``x-ratelimit-*`` headers (counting this request)."""
+    headers = {"x-request-id": f"req_emu_{state.next_id():08d}"}
+    headers.update(state.rate_limit_headers())
+    return headers
+
+
 class _Handlers:
     """The endpoints, bound to one :class:`EmulatorState`."""
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
 
-    async def _begin(self, request: Request) -> tuple[Any, dict[str, str]]:
-        """Read, parse and record the request; its JSON (``_NOT_JSON`` if none) and headers."""
-        raw = await request.body()
-        try:
-            parsed: Any = json.loads(raw)
-        except ValueError:
-            parsed = _NOT_JSON
+    def _record(self, request: Request, body: Any) -> None:
         self.state.record(
             RecordedRequest(
                 method=request.method,
                 path=request.url.path,
                 headers={name.lower(): value for name, value in request.headers.items()},
-                body=parsed if isinstance(parsed, dict) else None,
+                body=body if isinstance(body, dict) else None,
             )
         )
-        headers = {"x-request-id": f"req_emu_{self.state.next_id():08d}"}
-        headers.update(self.state.rate_limit_headers())
-        return parsed, headers
+
+    def _begin(self, request: Request) -> dict[str, str]:
+        """Record a request whose body is not needed (not read); the common headers."""
+        self._record(request, None)
+        return _common_headers(self.state)
 
     async def list_models(self, request: Request) -> Response:
-        _, headers = await self._begin(request)
+        headers = self._begin(request)
         return _json_response(200, {"object": "list", "data": catalog()}, headers)
 
     async def get_model(self, request: Request) -> Response:
-        _, headers = await self._begin(request)
+        headers = self._begin(request)
         model_id = str(request.path_params["model_id"])
         model = find_model(model_id)
         if model is None:
@@ -107,7 +118,7 @@ class _Handlers:
         return _json_response(200, model, headers)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
-        _, headers = await self._begin(request)
+        headers = self._begin(request)
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 405:
             error = ApiError(
@@ -125,11 +136,22 @@ class _Handlers:
         return _json_response(error.status, error.body, headers)
 
     async def chat(self, request: Request) -> Response:
-        parsed, headers = await self._begin(request)
+        headers = _common_headers(self.state)
         try:
+            self._check_auth(request)  # before anything of the request is read or kept
+            raw = await read_body(request, self.state.max_body_bytes)
+            try:
+                parsed = await parse_json(raw)
+            except ApiError:
+                self._record(request, None)
+                raise
+            self._record(request, parsed)
             return await self._chat(request, parsed, headers)
         except ApiError as error:
             return _json_response(error.status, error.body, {**headers, **error.headers})
+        except ClientDisconnect:  # gone while sending the body: nobody reads this answer
+            gone = errors.invalid_request("The client disconnected before the body was complete")
+            return _json_response(gone.status, gone.body, headers)
 
     def _check_auth(self, request: Request) -> None:
         key = self.state.api_key
@@ -140,9 +162,6 @@ class _Handlers:
             raise errors.invalid_api_key()
 
     async def _chat(self, request: Request, parsed: Any, headers: dict[str, str]) -> Response:
-        self._check_auth(request)
-        if parsed is _NOT_JSON:
-            raise errors.invalid_request("The request body is not valid JSON")
         body = validate_chat(parsed)
         model_id: str = body["model"]
         model = find_model(model_id)
@@ -232,6 +251,43 @@ class _Handlers:
         raise failure
 
 
+class _CatchAll:
+    """ASGI middleware: an exception no handler expected is logged and becomes a JSON 500.
+
+    Without it starlette would answer ``Internal Server Error`` in plain text and uvicorn would
+    print the traceback.  When the response has already started (a stream), the connection is
+    closed instead, so that the client sees a broken response rather than a short complete one.
+    """
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception(
+                "unexpected error while answering %s %s", scope.get("method"), scope.get("path")
+            )
+            if started:
+                DELIBERATE_ABORT.set(True)  # logged above; uvicorn need not report it again
+                return
+            error = errors.internal_error()
+            response = _json_response(error.status, error.body, _common_headers(self.state))
+            await response(scope, receive, send)
+
+
 def create_app(state: EmulatorState) -> Starlette:
     """The ASGI application of one emulator, serving ``state``."""
     handlers = _Handlers(state)
@@ -240,4 +296,8 @@ def create_app(state: EmulatorState) -> Starlette:
         Route("/v1/models/{model_id:path}", handlers.get_model, methods=["GET"]),
         Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: handlers.http_error})
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_CatchAll, state=state)],
+        exception_handlers={HTTPException: handlers.http_error},
+    )

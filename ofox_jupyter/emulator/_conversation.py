@@ -15,7 +15,8 @@
 ``[emulator-bad-args]`` (tool-call arguments are not valid JSON: the closing brace is dropped),
 ``[emulator-index-zero]`` (parallel tool calls all use stream index 0) and
 ``[emulator-tool-loop]`` (tools are called again after tool results).  A malformed marker
-argument is a 400.
+argument is a 400; an argument longer than 256 characters, or holding a bracket, is not a marker
+(this keeps the marker search linear in the prompt, whatever the prompt).
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ __all__ = [
     "text_of",
 ]
 
+# The argument is bounded, holds no bracket, and its surrounding whitespace is stripped later: a
+# lazy argument followed by `\s*\]`, or an unbounded one, backtracks quadratically over a prompt
+# of unclosed markers, and one that may contain `[` rescans every following marker.
 _MARKER = re.compile(
     r"\[emulator-(?P<name>words|delay|fault|filter|bad-args|index-zero|tool-loop)"
-    r"(?::\s*(?P<arg>[^\]]*?))?\s*\]"
+    r"(?::(?P<arg>[^\[\]]{0,256})|\s{0,256})\]"
 )
 _MAX_FILLER_WORDS = 100_000
 
@@ -112,7 +116,7 @@ def _parse_markers(text: str) -> Markers:
     for match in _MARKER.finditer(text):
         name, arg = match["name"], (match["arg"] or "").strip()
         if name == "words":
-            if not arg.isdigit() or int(arg) > _MAX_FILLER_WORDS:
+            if not (arg.isascii() and arg.isdigit()) or int(arg) > _MAX_FILLER_WORDS:
                 raise invalid_request(f"[emulator-words: N] needs 0 <= N <= {_MAX_FILLER_WORDS}")
             values["words"] = int(arg)
         elif name == "delay":

@@ -22,6 +22,7 @@ __all__ = [
     "not_found",
     "numeric_bad_request",
     "rate_limited",
+    "request_too_large",
     "service_unavailable",
     "unsupported_input",
     "upstream_error",
@@ -68,6 +69,19 @@ def numeric_bad_request() -> ApiError:
                 "code": 400,
             }
         },
+    )
+
+
+def request_too_large(limit: int) -> ApiError:
+    """413 for a body over the emulator's size limit.
+
+    OfoxAI documents no 413; the body keeps the documented shape with ``invalid_request_error``.
+    """
+    return _error(
+        413,
+        "request_too_large",
+        f"The request body is larger than the limit of {limit} bytes",
+        "invalid_request_error",
     )
 
 

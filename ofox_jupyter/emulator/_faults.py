@@ -3,7 +3,8 @@
 A request names at most one fault (header ``X-Ofox-Emulator-Fault``, a ``[emulator-fault: SPEC]``
 marker, or the queue filled by ``Emulator.inject``).  With ``*TIMES`` the fault fires only for the
 first TIMES requests carrying that exact spec string; the counter is keyed by the whole string,
-``#TAG`` included, so tests can keep their counters apart.  Later requests succeed normally, which
+``#TAG`` included, so tests can keep their counters apart (the counters of the 10,000 most recently
+used specs are kept; an older one starts again from zero).  Later requests succeed normally, which
 is how a test shows "retried and succeeded".
 
 Names: ``400`` ``401`` ``429[:SECONDS]`` ``500`` ``502`` ``503`` (status faults, streamed or
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 __all__ = ["STATUS_FAULTS", "STREAM_FAULTS", "FaultBook", "FaultSpec", "parse_fault"]
@@ -43,6 +44,7 @@ _COUNT_ARG = {
     "error-openrouter": 3,
 }
 _NO_ARG = {"400", "401", "500", "502", "503", "no-done"}
+_MAX_COUNTERS = 10_000
 
 _SPEC = re.compile(
     r"^(?P<name>[a-z0-9-]+)(?::(?P<arg>[^*#]*))?(?:\*(?P<times>[^#]*))?(?:#(?P<tag>.*))?$"
@@ -71,6 +73,11 @@ class FaultSpec:
         return self.name in STREAM_FAULTS
 
 
+def _is_count(text: str) -> bool:
+    """At most nine ASCII digits (``str.isdigit`` alone accepts ``²``, which ``int`` rejects)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
 def parse_fault(spec: str) -> FaultSpec:
     """Parse ``NAME[:ARG][*TIMES][#TAG]``; raise :class:`ValueError` with a readable message."""
     raw = spec.strip()
@@ -81,7 +88,7 @@ def parse_fault(spec: str) -> FaultSpec:
     times_text, tag = match["times"], match["tag"]
     times: int | None = None
     if times_text is not None:
-        if not times_text.isdigit() or int(times_text) < 1:
+        if not _is_count(times_text) or int(times_text) < 1:
             raise ValueError(f"invalid *TIMES in emulator fault spec {spec!r}")
         times = int(times_text)
     seconds, count = 0.0, 0
@@ -98,7 +105,7 @@ def parse_fault(spec: str) -> FaultSpec:
     elif name in _COUNT_ARG:
         if arg is None:
             count = _COUNT_ARG[name]
-        elif arg.isdigit():
+        elif _is_count(arg):
             count = int(arg)
         else:
             raise ValueError(f"invalid chunk count in emulator fault spec {spec!r}")
@@ -121,7 +128,7 @@ class FaultBook:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
+        self._counts: OrderedDict[str, int] = OrderedDict()
         self._queue: deque[_Queued] = deque()
 
     def inject(self, spec: str, times: int = 1) -> None:
@@ -146,8 +153,10 @@ class FaultBook:
     def fires(self, fault: FaultSpec) -> bool:
         """Count one request carrying ``fault``; ``False`` once its ``*TIMES`` are used up."""
         with self._lock:
-            seen = self._counts.get(fault.raw, 0) + 1
-            self._counts[fault.raw] = seen
+            seen = self._counts.pop(fault.raw, 0) + 1
+            self._counts[fault.raw] = seen  # now the most recent
+            if len(self._counts) > _MAX_COUNTERS:
+                self._counts.popitem(last=False)
         return fault.times is None or seen <= fault.times
 
     def clear(self) -> None:

@@ -39,7 +39,8 @@ Markers, tool selection and schema instances live in ``_conversation.py``, ``_to
 the request so they stay unique within a conversation.
 
 **JSON mode**: ``json_object`` answers ``{"reply": <prompt>, "turn": n, "images": [...]}``;
-``json_schema`` answers an instance of ``json_schema.schema`` with all properties.
+``json_schema`` answers an instance of ``json_schema.schema`` with all properties (a schema whose
+instance would be too large, see ``_schema.py``, is a 400).
 
 **Reasoning models** (``deepseek/deepseek-v4-pro``) first produce a short ``reasoning_content``.
 
@@ -59,7 +60,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._conversation import Conversation, text_of
-from ._schema import instance
+from ._errors import invalid_request
+from ._schema import SchemaTooLarge, instance
 from ._tools import select_calls
 
 __all__ = ["Completion", "ToolCall", "complete", "split_pieces"]
@@ -197,7 +199,13 @@ def _json_reply(conv: Conversation, body: dict[str, Any]) -> str | None:
         spec = response_format.get("json_schema") or {}
         schema = spec.get("schema") if isinstance(spec, dict) else None
         schema = schema if isinstance(schema, dict) else {}
-        return json.dumps(instance(schema, schema, all_properties=True), ensure_ascii=False)
+        try:
+            value = instance(schema, schema, all_properties=True)
+        except SchemaTooLarge as exc:
+            raise invalid_request(
+                f"response_format.json_schema.schema is too large to answer: {exc}"
+            ) from None
+        return json.dumps(value, ensure_ascii=False)
     return None
 
 

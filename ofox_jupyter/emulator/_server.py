@@ -18,7 +18,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ._state import EmulatorState, RecordedRequest
+from ._state import DEFAULT_MAX_BODY_BYTES, RECORD_LIMIT, EmulatorState, RecordedRequest
 
 if TYPE_CHECKING:
     from ._thread import ThreadServer
@@ -49,6 +49,12 @@ class Emulator:
     * **port** - TCP port; ``0`` picks a free one (see :attr:`port` after :meth:`start`).
     * **api_key** - when set, chat requests need ``Authorization: Bearer <api_key>``.
     * **delay** - seconds between streamed chunks (a request can override it).
+    * **max_body_bytes** - largest request body accepted (default 8 MiB); a larger one gets a 413
+      without being read into memory.
+    * **max_recorded** - how many requests :attr:`requests` keeps, the most recent (default 1,000).
+
+    The server logs through the ``ofox_jupyter.emulator`` logger only, which prints nothing unless
+    logging is configured; uvicorn's and asyncio's records from its thread are routed there too.
     """
 
     def __init__(
@@ -58,12 +64,19 @@ class Emulator:
         port: int = 0,
         api_key: str | None = None,
         delay: float = 0.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_recorded: int = RECORD_LIMIT,
     ) -> None:
         if delay < 0:
             raise ValueError("delay must be >= 0")
         self._host = host
         self._port = port
-        self._state = EmulatorState(api_key=api_key, delay=delay)
+        self._state = EmulatorState(
+            api_key=api_key,
+            delay=delay,
+            max_body_bytes=max_body_bytes,
+            record_limit=max_recorded,
+        )
         self._lock = threading.Lock()
         self._server: ThreadServer | None = None
         self._thread: threading.Thread | None = None
@@ -152,7 +165,12 @@ class Emulator:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received so far (a snapshot), oldest first."""
+        """The requests received so far (a snapshot), oldest first: at most the last
+        ``max_recorded`` (1,000 by default); older ones are forgotten.
+
+        A chat request is recorded only once its key is accepted and its body fits
+        ``max_body_bytes``; a 401 or 413 leaves no trace.
+        """
         return self._state.requests
 
     # ------------------------------------------------------------------ test helpers

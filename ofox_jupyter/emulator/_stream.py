@@ -25,7 +25,6 @@ stream has fewer, the fault happens right before the finish chunk.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._faults import FaultSpec
+from ._log import DELIBERATE_ABORT
 from ._model import Completion
 
 __all__ = [
@@ -62,12 +62,6 @@ _OPENAI_ERROR = {
         "code": "server_error",
     }
 }
-
-#: Set while a ``disconnect`` fault aborts a response, so the server's logging filter can drop
-#: uvicorn's "returned without completing response" error for this deliberate abort only.
-DELIBERATE_ABORT: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "ofox_emulator_deliberate_abort", default=False
-)
 
 
 def _dumps(value: Any) -> str:
@@ -184,11 +178,19 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
+class _ClientGone(Exception):
+    """The client went away: nothing more is written (it would only reach a dead socket)."""
+
+
 class SSEResponse(Response):
     """A ``text/event-stream`` response that writes ``plan`` chunk by chunk, faults included.
 
     It is a raw ASGI response (no task group) so that timing is exact, a client that goes away
     stops the stream at once, and a ``disconnect`` fault can end the connection mid-body.
+
+    The event loop gets a turn after every chunk, even with no delay: a stream that never yields
+    would only notice a vanished client at its end, after writing every remaining chunk into the
+    lost connection (asyncio logs ``socket.send() raised exception.`` for each of them).
     """
 
     def __init__(self, plan: StreamPlan, headers: dict[str, str]) -> None:
@@ -204,13 +206,21 @@ class SSEResponse(Response):
         watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
         try:
             await self._write(send, watcher)
+        except _ClientGone:
+            pass
         finally:
             watcher.cancel()
             await asyncio.wait([watcher])
 
     async def _write(self, send: Send, watcher: asyncio.Future[None]) -> None:
         async def write(data: bytes) -> None:
+            """Send one piece; raise ``_ClientGone`` once the client has disconnected."""
+            if watcher.done():
+                raise _ClientGone
             await send({"type": "http.response.body", "body": data, "more_body": True})
+            # One turn of the loop: a lost connection is reported (connection_lost, then our
+            # watcher) before the next piece, so at most a write or two reach a dead socket.
+            await asyncio.sleep(0)
 
         async def pause(seconds: float) -> bool:
             """Sleep; ``False`` when the client went away meanwhile."""
@@ -231,7 +241,7 @@ class SSEResponse(Response):
             steps.append(plan.delay - sum(steps))
         for number, step in enumerate(steps, start=1):
             if not await pause(step):
-                return
+                raise _ClientGone
             if number < len(steps):
                 await write(KEEP_ALIVE)
         await write(sse_data(chunks.role))
@@ -256,7 +266,7 @@ class SSEResponse(Response):
                     await end()
                     return
                 if outcome == "gone":
-                    return
+                    raise _ClientGone
                 due = loop.time()  # a stall is a pause, not a debt to pay back in a burst
             if sent == len(chunks.body):
                 break
@@ -264,9 +274,7 @@ class SSEResponse(Response):
                 due += plan.delay
                 ahead = due - loop.time()
                 if ahead > 0.001 and not await pause(ahead):
-                    return
-                if watcher.done():
-                    return
+                    raise _ClientGone
             await write(sse_data(chunks.body[sent]))
 
         await write(sse_data(chunks.finish))

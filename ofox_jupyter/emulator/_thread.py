@@ -1,18 +1,20 @@
 """uvicorn in a background thread: a ``Server`` that reports when it listens and logs quietly.
 
-Imported only when an emulator starts (it imports uvicorn).
+Imported only when an emulator starts (it imports uvicorn).  uvicorn gets no logging config of its
+own (``log_config=None``, warnings only, no access log), and whatever it or asyncio logs on the
+server thread is routed into the emulator's quiet logger (``_log.py``), so nothing reaches the
+notebook's stderr.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 
 import uvicorn
 from starlette.applications import Starlette
 
-from ._stream import DELIBERATE_ABORT
+from ._log import install_redirect, mark_server_thread
 
 __all__ = ["ThreadServer", "quiet_config"]
 
@@ -24,23 +26,18 @@ class ThreadServer(uvicorn.Server):
         super().__init__(config)
         self.ready = threading.Event()
 
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        mark_server_thread()  # this thread's uvicorn/asyncio records go to the emulator's logger
+        super().run(sockets=sockets)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self.ready.set()
 
 
-class _DeliberateAbortFilter(logging.Filter):
-    """Drops uvicorn's error line for a ``disconnect`` fault's abort, and nothing else."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not DELIBERATE_ABORT.get()
-
-
 def quiet_config(app: Starlette) -> uvicorn.Config:
     """A uvicorn config for the emulator: h11, no lifespan, no access log, warnings only."""
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _DeliberateAbortFilter) for f in logger.filters):
-        logger.addFilter(_DeliberateAbortFilter())
+    install_redirect()
     return uvicorn.Config(
         app,
         log_config=None,

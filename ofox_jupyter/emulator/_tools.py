@@ -7,7 +7,8 @@ appears as a whole word in the prompt is called, in order of appearance; an occu
 with that JSON text verbatim as arguments, and a tool named only without JSON is called once with
 arguments generated from its ``parameters`` schema (required properties only, see
 ``_schema.py``).  ``tool_choice: "required"`` with no tool named (or ``[emulator-tool-loop]``)
-calls the first tool; ``{"type": "function", "function": {"name": N}}`` calls N only.
+calls the first tool; ``{"type": "function", "function": {"name": N}}`` calls N only.  A
+parameters schema whose instance would be too large (see ``_schema.py``) is a 400.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import re
 from typing import Any
 
 from ._conversation import Conversation
-from ._schema import instance
+from ._errors import invalid_request
+from ._schema import SchemaTooLarge, instance
 
 __all__ = ["select_calls"]
 
@@ -46,13 +48,17 @@ def _json_after(prompt: str, end: int) -> str | None:
         return None
     try:
         value, stop = json.JSONDecoder().raw_decode(prompt, start)
-    except ValueError:
+    except (ValueError, RecursionError):  # the prompt is text: it may nest without limit
         return None
     return prompt[start:stop] if isinstance(value, dict) else None
 
 
-def _generated_args(parameters: dict[str, Any]) -> str:
-    value = instance(parameters, parameters, all_properties=False)
+def _generated_args(name: str, parameters: dict[str, Any]) -> str:
+    try:
+        value = instance(parameters, parameters, all_properties=False)
+    except SchemaTooLarge as exc:
+        message = f"The parameters schema of tool {name!r} is too large: {exc}"
+        raise invalid_request(message) from None
     return json.dumps(value if isinstance(value, dict) else {}, ensure_ascii=False)
 
 
@@ -69,7 +75,7 @@ def select_calls(conv: Conversation, body: dict[str, Any]) -> list[tuple[str, st
         name = str(choice["function"]["name"])
         found = _whole_word(name).search(conv.prompt)
         given = _json_after(conv.prompt, found.end()) if found else None
-        return [(name, given if given is not None else _generated_args(schemas[name]))]
+        return [(name, given if given is not None else _generated_args(name, schemas[name]))]
     hits: list[tuple[int, str, str | None]] = []
     for name, _ in tools:
         occurrences = list(_whole_word(name).finditer(conv.prompt))
@@ -81,10 +87,10 @@ def select_calls(conv: Conversation, body: dict[str, Any]) -> list[tuple[str, st
             hits.append((occurrences[0].start(), name, None))
     hits.sort(key=lambda hit: hit[0])
     calls = [
-        (name, text if text is not None else _generated_args(schemas[name]))
+        (name, text if text is not None else _generated_args(name, schemas[name]))
         for _, name, text in hits
     ]
     if not calls and (choice == "required" or conv.markers.tool_loop):
         name = tools[0][0]
-        calls = [(name, _generated_args(schemas[name]))]
+        calls = [(name, _generated_args(name, schemas[name]))]
     return calls

@@ -2,7 +2,9 @@
 
 :func:`validate_chat` raises a 400 ``invalid_request_error`` whose message names the offending field
 (``messages[2].role must be one of …``).  Fields it does not know are accepted and ignored, as the
-real gateway passes them through.
+real gateway passes them through; every field the emulator reads is type-checked here (a message's
+``name``, ``tool_call_id`` and ``tool_calls`` too), so that later steps never meet a value of the
+wrong type.  At most :data:`MAX_TOOLS` tools (OpenAI's documented limit).
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from typing import Any
 
 from ._errors import invalid_request
 
-__all__ = ["ROLES", "ROUTING", "validate_chat"]
+__all__ = ["MAX_TOOLS", "ROLES", "ROUTING", "validate_chat"]
 
 ROLES = ("system", "user", "assistant", "tool")
 ROUTING = ("priority", "cost", "latency", "balanced")
+MAX_TOOLS = 128
 _FORMATS = ("text", "json_object", "json_schema")
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True  # math.isfinite() would overflow on ints beyond a float's range
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _number_in(
@@ -54,6 +61,10 @@ def _validate_messages(messages: Any) -> None:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise invalid_request(f"messages[{i}].content must be a string or an array")
+        for key in ("name", "tool_call_id"):
+            if message.get(key) is not None and not isinstance(message[key], str):
+                raise invalid_request(f"messages[{i}].{key} must be a string")
+        _validate_tool_calls(message.get("tool_calls"), f"messages[{i}].tool_calls")
         for j, part in enumerate(content if isinstance(content, list) else []):
             where = f"messages[{i}].content[{j}]"
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -68,11 +79,31 @@ def _validate_messages(messages: Any) -> None:
                     raise invalid_request(f"{where}.image_url.detail must be auto, low or high")
 
 
+def _validate_tool_calls(calls: Any, where: str) -> None:
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise invalid_request(f"{where} must be an array")
+    for j, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise invalid_request(f"{where}[{j}] must be an object")
+        if call.get("id") is not None and not isinstance(call["id"], str):
+            raise invalid_request(f"{where}[{j}].id must be a string")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise invalid_request(f"{where}[{j}].function must be an object")
+        for key in ("name", "arguments"):
+            if not isinstance(function.get(key), str):
+                raise invalid_request(f"{where}[{j}].function.{key} must be a string")
+
+
 def _tool_names(tools: Any) -> list[str]:
     if tools is None:
         return []
     if not isinstance(tools, list):
         raise invalid_request("tools must be an array")
+    if len(tools) > MAX_TOOLS:
+        raise invalid_request(f"tools must have at most {MAX_TOOLS} entries")
     names: list[str] = []
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
@@ -152,6 +183,9 @@ def validate_chat(body: Any) -> dict[str, Any]:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise invalid_request("stream_options must be an object")
+    usage = options.get("include_usage") if options else None
+    if usage is not None and not isinstance(usage, bool):
+        raise invalid_request("stream_options.include_usage must be a boolean")
     _validate_response_format(body.get("response_format"))
     _validate_tool_choice(body.get("tool_choice"), _tool_names(body.get("tools")))
     _validate_provider(body.get("provider"))
