@@ -449,6 +449,8 @@ class OfoxMagics(Magics):
             return prepare_image(data, detail, name="last")
         if name in ns:
             return prepare_image(ns[name], detail, name=name)
+        if name.startswith("data:"):
+            return prepare_image(name, detail, name="the data: URL")
         if name.startswith(("http://", "https://")) or _looks_like_path(name):
             return prepare_image(name, detail, name=os.path.basename(name) or name)
         raise ImageError(
