@@ -147,7 +147,9 @@ def utf8_safe(text: str) -> str:
     """``text`` with each lone surrogate (half an emoji from a clipboard, a broken file, a
     server's ``"\\ud800"``) replaced by U+FFFD, so that it can be sent, shown and stored as
     UTF-8. Text without one is returned as it is, at the cost of one regex search."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+    if text.isascii() or not _SURROGATE.search(text):  # isascii: the common case, in C
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _copy_part(part: Mapping[str, Any]) -> dict[str, Any]:
