@@ -424,6 +424,50 @@ class NotebookPage:
         self.page.keyboard.type(source)
         return self.code_cell(snippet if snippet is not None else source.splitlines()[-1])
 
+    def run_and_wait_any(self, cell: Locator) -> int:
+        """Run ``cell`` and wait until this run is over, whatever execution count it gets; returns
+        that count, and later runs are counted on from it.
+
+        For a notebook whose kernel ran cells this object did not send (one opened again, or
+        driven by an earlier test): the prompt's texts are recorded from before Shift+Enter on,
+        and the run is over once the prompt has shown ``[*]:`` (running) and then a count.
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        prompt = cell.locator(".jp-InputPrompt").element_handle(timeout=self.timeout_ms)
+        prompt.evaluate(
+            """prompt => {
+                prompt.__ofoxPrompts = [];
+                prompt.__ofoxObserver?.disconnect();
+                prompt.__ofoxObserver = new MutationObserver(
+                    () => prompt.__ofoxPrompts.push(prompt.innerText.trim()));
+                prompt.__ofoxObserver.observe(
+                    prompt, {childList: true, characterData: true, subtree: true});
+            }"""
+        )
+        cell.locator(".jp-InputArea-editor .cm-content").click()
+        self.page.keyboard.press("Shift+Enter")
+        try:
+            self.page.wait_for_function(
+                """prompt => prompt.__ofoxPrompts.includes('[*]:')
+                    && /^\\[\\d+\\]:$/.test(prompt.innerText.trim())""",
+                arg=prompt,
+                timeout=self.timeout_ms,
+            )
+        except PlaywrightTimeoutError as err:  # say what the prompt went through
+            seen = prompt.evaluate("prompt => prompt.__ofoxPrompts")
+            raise AssertionError(
+                f"the cell's run did not finish within {self.timeout_ms / 1000:.0f} s; "
+                f"its prompt showed {seen} since Shift+Enter"
+            ) from err
+        finally:
+            prompt.evaluate("prompt => prompt.__ofoxObserver?.disconnect()")
+        text = prompt.evaluate("prompt => prompt.innerText.trim()")
+        match = re.fullmatch(r"\[(\d+)\]:", str(text))
+        assert match is not None, f"the cell's prompt shows {text!r}, not an execution count"
+        self.executions = int(match.group(1))
+        return self.executions
+
     def rerun_and_wait(self, cell: Locator) -> None:
         """Run ``cell`` and wait until this run is over, even if its prompt already shows the
         count that this run will get (as after a kernel restart, which numbers runs from 1 again).
