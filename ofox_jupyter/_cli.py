@@ -33,6 +33,7 @@ from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 
 from ._display import CURSOR
+from ._version import __version__
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -398,6 +399,7 @@ def run_demo(notebook_path: Path | None, output: Path, kernel: str | None, out: 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="OfoxAI chat in Jupyter.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",

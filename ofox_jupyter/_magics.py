@@ -292,6 +292,9 @@ class OfoxMagics(Magics):
         The prompt is taken literally (braces included) unless --vars is given. The reply object
         is always in ``_ofox``; ``-o NAME`` also stores the reply text in NAME.
         """
+        # What is typed may hold lone surrogates (half an emoji): they could be neither sent,
+        # shown nor stored, so they become U+FFFD before anything else sees them.
+        line, cell = utf8_safe(line), utf8_safe(cell)
         try:
             # shlex rather than IPython's arg_split, which keeps the quotes of -s "Be brief."
             args = self.ofox_cell.parser.parse_args(shlex.split(line))
@@ -310,10 +313,13 @@ class OfoxMagics(Magics):
             exchange = self.session.ask(prompt, options, live)
         except Interrupted as stop:
             if stop.exchange is not None:
+                # The footer already says "interrupted: partial reply kept"; the error line
+                # (which stops a Run All here) says what to do about it.
                 live.finish(stop.exchange)
                 self._publish(stop.exchange, args.out)
-            else:
-                live.abandon()
+                self._store_notices()
+                raise _fail("interrupted — run the cell again for the whole reply") from None
+            live.abandon()
             self._store_notices()
             raise _fail(stop) from None
         except OfoxError as err:
@@ -343,7 +349,7 @@ class OfoxMagics(Magics):
         ns = self.shell.user_ns if self.shell is not None else {}
         try:
             if args.vars:
-                prompt = interpolate(prompt, ns)
+                prompt = utf8_safe(interpolate(prompt, ns))
             fallback = [m for m in (args.fallback or "").split(",") if m.strip()]
             params: dict[str, Any] = {
                 "temperature": args.temperature,
@@ -484,7 +490,7 @@ class OfoxMagics(Magics):
         | usage | config | login | logout | export PATH [--chat NAME] | chat [--chat NAME]
         [-m MODEL] | compare [-m MODEL,MODEL…] [-t TEMP,TEMP…]"""
         try:
-            words = shlex.split(line)
+            words = shlex.split(utf8_safe(line))
         except ValueError as err:
             raise _fail(f"{err}; {LINE_USAGE}") from None
         if not words:
@@ -780,6 +786,12 @@ def _strict_ok(schema: Any, depth: int = 0) -> bool:
         if set(schema.get("required") or ()) != set(properties):
             return False
     return all(_strict_ok(v, depth + 1) for k, v in schema.items() if k not in ("required", "enum"))
+
+
+# magic_arguments names the usage after the method (``%ofox_cell``); the magic is ``%%ofox``
+# (the help formatter adds one ``%`` to the program name).
+OfoxMagics.ofox_cell.parser.prog = "%ofox"
+OfoxMagics.ofox_cell.__doc__ = OfoxMagics.ofox_cell.parser.format_help()
 
 
 def _restored_notice(identity: Identity, session: NotebookSession) -> str | None:

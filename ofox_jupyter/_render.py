@@ -45,7 +45,7 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     """The footer's facts and its warnings, as short phrases."""
     reply = exchange.reply
     facts: list[str] = []
-    if reply.fell_back:
+    if reply.fell_back and exchange.fallback_asked:
         facts.append(f"answered by {reply.model} (fallback from {reply.requested_model})")
     else:
         facts.append(reply.model)

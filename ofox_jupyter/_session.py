@@ -118,6 +118,9 @@ class Exchange:
     tool_results: tuple[ToolResult, ...] = ()
     tool_rounds: int = 0
     round_limit_hit: bool = False
+    #: Whether the request named fallback models (OfoxAI's ``provider.fallback``): only then is
+    #: a different served model a *fallback*, not just the gateway's name for the same model.
+    fallback_asked: bool = False
     value: Any = None  # the parsed reply in JSON mode
 
     @property
@@ -476,6 +479,8 @@ class NotebookSession:
                     f"could not be read from {self._where()} and {'were' if lost != 1 else 'was'} "
                     "left out"
                 )
+            if not _asks_fallback(options.params.get("provider")):
+                self.check_retired(options.model)  # with a fallback, the gateway moves on
             if options.images:
                 self.check_vision(options.model)
             elif not self._takes_images(options.model):
@@ -488,6 +493,16 @@ class NotebookSession:
     def _takes_images(self, model: str) -> bool:
         info = self.model_info(model)
         return info is None or info.vision  # unknown to the catalog: let the server decide
+
+    def check_retired(self, model: str) -> None:
+        """Refuse, before any request, a model the catalog marks as retired (deprecated): the
+        gateway would only answer with an error that reads like a passing failure."""
+        info = self.model_info(model)
+        if info is not None and info.deprecated:
+            raise OfoxError(
+                f"{model} is retired (the catalog marks it deprecated)",
+                hint="pick another model: %ofox models lists the current ones",
+            )
 
     def check_vision(self, model: str) -> None:
         """Refuse, before any request, to send images to a model the catalog says is text-only."""
@@ -572,6 +587,7 @@ class NotebookSession:
             tool_results=tuple(results),
             tool_rounds=rounds,
             round_limit_hit=limit_hit,
+            fallback_asked=_asks_fallback(params.get("provider")),
         )
         if options.expect_json and status == "complete" and not limit_hit:
             _parse_json_reply(exchange)
@@ -595,7 +611,7 @@ class NotebookSession:
                 raise Interrupted(None) from None
             for event in events_of_reply(reply):
                 notify(event)
-            return reply, "complete", None, self._clock() - started
+            return reply, "complete", None, None  # not streamed: no first token to time
         try:
             stream = client.stream(messages, model=options.model, **params)
         except KeyboardInterrupt:
@@ -631,7 +647,7 @@ class NotebookSession:
                 raise Interrupted(None) from None
             for event in events_of_reply(reply):
                 notify(event)
-            return reply, "complete", None, self._clock() - started
+            return reply, "complete", None, None  # not streamed: no first token to time
         try:
             stream = await client.stream(messages, model=options.model, **params)
         except asyncio.CancelledError:
@@ -756,6 +772,10 @@ def render_markdown(chats: list[Conversation]) -> str:
             model = turn.served_model or turn.model
             lines.append(f"## {number}. {model}{mark}\n\n{turn.text}\n")
     return "\n".join(lines)
+
+
+def _asks_fallback(provider: Any) -> bool:
+    return isinstance(provider, Mapping) and bool(provider.get("fallback"))
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:

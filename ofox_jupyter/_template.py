@@ -33,6 +33,15 @@ def interpolate(prompt: str, namespace: Mapping[str, Any]) -> str:
                 f"--vars: no variable named {name!r}",
                 hint="define it first, or write {{" + name + "}} for literal braces",
             )
-        return str(namespace[name])
+        try:
+            text = str(namespace[name])
+        except Exception as err:  # noqa: BLE001 - the user's object: any failure is theirs
+            raise OfoxError(
+                f"--vars: {{{name}}} could not be turned into text ({type(err).__name__}: {err})"[
+                    :300
+                ],
+                hint="give it a __str__ that works, or pass a string",
+            ) from None
+        return text if isinstance(text, str) else ""
 
     return _FIELD.sub(substitute, prompt)

@@ -507,3 +507,18 @@ def test_any_value_in_a_request_body_is_encoded_or_named(value):
         assert "response_format.schema" in str(err) or "cannot send" in str(err)
     else:
         json.loads(encoded)
+
+
+def test_vars_values_that_cannot_print_or_hold_surrogates(ip, emu):
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    ip.user_ns["odd"] = Unprintable()
+    with pytest.raises(UsageError, match=r"\{odd\} could not be turned into text"):
+        ip.run_cell_magic("ofox", "--vars", "look: {odd}")
+    ip.user_ns["half"] = "half an emoji: \ud83d"
+    ip.run_cell_magic("ofox", "--vars -o answer", "say {half}")
+    sent = [r for r in emu.requests if r.path.endswith("/chat/completions")][-1].body
+    assert sent["messages"][-1]["content"] == "say half an emoji: \ufffd"
+    ip.run_line_magic("ofox", "history")  # prints without an encoding error
