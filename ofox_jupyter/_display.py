@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._markdown import protect_currency
 from ._render import call_block, final_bundle, footer_parts, provenance, thumbnails_bundle
 from ._session import Exchange, RoundStart, SessionEvent
 from ._streaming import FinishEvent, ReasoningDelta, TextDelta, ToolCallDelta
@@ -223,7 +224,7 @@ class LiveReply:
         pieces = []
         for segment in self._segments:
             if isinstance(segment, list):
-                pieces.append("".join(segment))
+                pieces.append(protect_currency("".join(segment)))
             else:
                 pieces.append(
                     "\n\n"

@@ -32,6 +32,7 @@ from ._config import (
 from ._display import LiveReply
 from ._exceptions import ImageError, OfoxError, ToolError
 from ._history import HistoryStore, StoreError, default_history_path
+from ._markdown import dollars
 from ._messages import utf8_safe
 from ._recent import RecentImages
 from ._render import format_cost
@@ -552,7 +553,7 @@ class OfoxMagics(Magics):
         if not models:
             self._show("*No models match.*", "No models match.")
             return
-        header = "| model | badges | context | $ / 1M in | $ / 1M out |\n|---|---|---|---|---|"
+        header = "| model | badges | context | USD / 1M in | USD / 1M out |\n|---|---|---|---|---|"
         rows, plain = [], []
         for m in sorted(models, key=lambda m: m.id):
             badges = " ".join(
@@ -621,21 +622,24 @@ class OfoxMagics(Magics):
                 shown, listed = f"({format_cost(cost)})", listed + cost
             else:
                 shown, charged = format_cost(cost), (charged or 0.0) + cost
-            lines.append(f"| `{model}` | {requests} | {prompt:,} | {completion:,} | {shown} |")
+            lines.append(
+                f"| `{model}` | {requests} | {prompt:,} | {completion:,} | {dollars(shown)} |"
+            )
             plain.append(f"{model:<40} {requests:>5} {prompt:>10,} {completion:>10,} {shown:>11}")
             total_in += prompt
             total_out += completion
             total_requests += requests
         shown = "—" if charged is None else format_cost(charged)
         lines.append(
-            f"| **total** | {total_requests} | {total_in:,} | {total_out:,} | **{shown}** |"
+            f"| **total** | {total_requests} | {total_in:,} | {total_out:,} | "
+            f"**{dollars(shown)}** |"
         )
         plain.append(
             f"{'total':<40} {total_requests:>5} {total_in:>10,} {total_out:>10,} {shown:>11}"
         )
         if listed:
             note = f"(offline requests are not charged; at list prices: {format_cost(listed)})"
-            lines.append(f"\n*{note}*")
+            lines.append(f"\n*{dollars(note)}*")
             plain.append(note)
         self._show("\n".join(lines), "\n".join(plain))
 

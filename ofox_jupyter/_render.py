@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._markdown import dollars, protect_currency
 from ._messages import Message
 from ._session import Exchange
 from ._tools import ToolResult
@@ -150,13 +151,14 @@ def render_replies(exchange: Exchange, *, markdown: bool = True) -> str:
         if message.role != "assistant":
             continue
         if message.text:
-            pieces.append(message.text)
+            pieces.append(protect_currency(message.text) if markdown else message.text)
         for call in message.tool_calls:
             pieces.append(
                 call_block(call.name, call.arguments, results.get(call.id), markdown=markdown)
             )
     if not replies and exchange.reply.text:
-        pieces.append(exchange.reply.text)
+        text = exchange.reply.text
+        pieces.append(protect_currency(text) if markdown else text)
     if exchange.value is not None and markdown and pieces:
         pretty = json.dumps(exchange.value, ensure_ascii=False, indent=2)
         pieces[-1] = f"```json\n{pretty}\n```"
@@ -171,7 +173,9 @@ def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:
     plain = f"{text}\n\n— {plain_footer}" if text else f"— {plain_footer}"
     if fmt == "text":
         return {"text/plain": plain}
-    shown = [html.escape(f) for f in facts] + [f"⚠️ {html.escape(w)}" for w in warnings]
+    shown = [dollars(html.escape(f)) for f in facts] + [
+        f"⚠️ {dollars(html.escape(w))}" for w in warnings
+    ]
     footer = "<sub>" + " · ".join(shown) + "</sub>"
     body = render_replies(exchange) or "*(no text)*"
     return {"text/markdown": f"{body}\n\n{footer}", "text/plain": plain}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._conversation import Conversation, Turn, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
 from ._history import StoreError
+from ._markdown import protect_currency
 from ._messages import Message, assistant, user
 from ._streaming import (
     ReasoningDelta,
@@ -763,14 +764,14 @@ def render_markdown(chats: list[Conversation]) -> str:
     for conversation in chats:
         lines.append(f"# Chat `{conversation.name}`\n")
         if conversation.system:
-            lines.append(f"**System:** {conversation.system}\n")
+            lines.append(f"**System:** {protect_currency(conversation.system)}\n")
         for number, turn in enumerate(conversation.turns, 1):
             mark = "" if turn.status == "complete" else f" ({turn.status})"
             images = len(turn.user.images)
             attached = f" — {images} image{'s' * (images != 1)}" if images else ""
-            lines.append(f"## {number}. You{attached}\n\n{turn.user.text}\n")
+            lines.append(f"## {number}. You{attached}\n\n{protect_currency(turn.user.text)}\n")
             model = turn.served_model or turn.model
-            lines.append(f"## {number}. {model}{mark}\n\n{turn.text}\n")
+            lines.append(f"## {number}. {model}{mark}\n\n{protect_currency(turn.text)}\n")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ import ipywidgets as widgets
 
 from ._display import LiveReply
 from ._exceptions import OfoxError
+from ._markdown import protect_currency
 from ._render import footer_parts, render_replies
 from ._session import AskOptions, Exchange, Interrupted
 
@@ -168,7 +169,8 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         outputs = []
         for turn in conversation.turns if conversation else ():
             outputs.append(_markdown(self._user_markdown(turn.user.text, len(turn.user.images))))
-            text = turn.text + (f"\n\n*{turn.status}*" if turn.status != "complete" else "")
+            text = protect_currency(turn.text)
+            text += f"\n\n*{turn.status}*" if turn.status != "complete" else ""
             outputs.append(_markdown(text or "*(no text)*"))
         self.view.outputs = tuple(outputs)
         self.footer.value = f"chat <b>{html.escape(self.chat)}</b> · {len(outputs) // 2} turns"
@@ -176,7 +178,7 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
     @staticmethod
     def _user_markdown(text: str, images: int) -> str:
         attached = f" *(+{images} image{'s' * (images != 1)})*" if images else ""
-        quoted = "\n".join(f"> {line}" for line in text.splitlines() or [""])
+        quoted = "\n".join(f"> {line}" for line in protect_currency(text).splitlines() or [""])
         return f"**You**{attached}\n\n{quoted}"
 
     def _set_reply(self, bundle: dict[str, str]) -> None:

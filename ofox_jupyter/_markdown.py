@@ -1,0 +1,107 @@
+"""Dollar signs in Markdown: currency stays money, math stays math.
+
+JupyterLab, Notebook 7 and VS Code typeset ``$…$`` and ``$$…$$`` in Markdown as math. A reply
+like "Is $5 more than $10?" would then show "5 more than " as an italic formula, and a table whose
+header says "$ / 1M in | $ / 1M out" collapses into a paragraph. So before text from a model (or a
+user) is shown as Markdown, every ``$`` that does not open or close math is escaped as ``\\$``
+(which every one of those renderers shows as a plain dollar), outside code.
+
+What counts as math follows pandoc's rule for ``$…$``: the opening ``$`` is followed by a
+non-space, the closing one is preceded by a non-space and not followed by a digit. On top of it, a
+``$`` followed by a digit is money (``$5``, ``$10.50``, ``US$3``) unless its closing ``$`` comes
+before any space (``$2x$``). ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]`` are left alone, and so is
+everything inside code spans and fenced code blocks, where a backslash would show.
+
+Our own text (tables, footers, notices) never relies on this: it writes ``&#36;`` (see
+:func:`dollars`).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["dollars", "protect_currency"]
+
+# A fenced code block (to its closing fence, or to the end while it is still streaming), or an
+# inline code span (a run of backticks, up to the same run).
+_CODE = re.compile(
+    r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)"
+    r"|(?P<ticks>`+).+?(?P=ticks)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def dollars(text: str) -> str:
+    """Our own text for Markdown or HTML: each ``$`` as ``&#36;``, which no math renderer
+    pairs up."""
+    return text.replace("$", "&#36;")
+
+
+def protect_currency(markdown: str) -> str:
+    """``markdown`` with every ``$`` that is not math escaped (outside code)."""
+    if "$" not in markdown:
+        return markdown
+    pieces: list[str] = []
+    position = 0
+    for code in _CODE.finditer(markdown):
+        pieces.append(_escape_dollars(markdown[position : code.start()]))
+        pieces.append(code.group(0))
+        position = code.end()
+    pieces.append(_escape_dollars(markdown[position:]))
+    return "".join(pieces)
+
+
+def _escape_dollars(text: str) -> str:
+    if "$" not in text:
+        return text
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\" and i + 1 < n:
+            out.append(text[i : i + 2])  # an escape (\$, \(, \[, …) stays as written
+            i += 2
+            continue
+        if char != "$":
+            out.append(char)
+            i += 1
+            continue
+        if text.startswith("$$", i):
+            close = text.find("$$", i + 2)
+            if close == -1:
+                out.append("$$")  # display math still arriving: leave it
+                i += 2
+                continue
+            out.append(text[i : close + 2])
+            i = close + 2
+            continue
+        end = _closing_dollar(text, i)
+        if end is None:
+            out.append("\\$")
+            i += 1
+        else:
+            out.append(text[i : end + 1])
+            i = end + 1
+    return "".join(out)
+
+
+def _closing_dollar(text: str, start: int) -> int | None:
+    """Where the math that ``$`` at ``start`` opens ends, or ``None`` when it opens none."""
+    after = start + 1
+    if after >= len(text) or text[after].isspace() or text[after] == "$":
+        return None
+    money = text[after].isdigit()
+    j = after
+    while True:
+        j = text.find("$", j)
+        if j == -1:
+            return None
+        between = text[after:j]
+        if "\n\n" in between or (money and any(c.isspace() for c in between)):
+            return None  # math does not cross paragraphs; money is not math
+        if text[j - 1] == "\\":
+            j += 1
+            continue
+        if not text[j - 1].isspace() and not (j + 1 < len(text) and text[j + 1].isdigit()):
+            return j
+        j += 1

@@ -1,0 +1,88 @@
+"""Dollar signs: currency shown literally, math still typeset, our own text never math."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from IPython.core.displaypub import CapturingDisplayPublisher
+
+from ofox_jupyter._markdown import dollars, protect_currency
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("Is $5 more than $10?", "Is \\$5 more than \\$10?"),
+        ("US$3 and $10.50", "US\\$3 and \\$10.50"),
+        ("it costs 5$", "it costs 5\\$"),
+        ("price $5, or $x$ math", "price \\$5, or $x$ math"),
+        ("Euler: $e^{i\\pi}+1=0$", "Euler: $e^{i\\pi}+1=0$"),
+        ("display $$x^2$$ math", "display $$x^2$$ math"),
+        ("$2x$ is math", "$2x$ is math"),
+        ("\\(x\\) and \\[y\\]", "\\(x\\) and \\[y\\]"),
+        ("already \\$5", "already \\$5"),
+        ("code `$5` stays", "code `$5` stays"),
+        ("```python\nprice = '$5'\n```\nthen $5", "```python\nprice = '$5'\n```\nthen \\$5"),
+        ("```\nstill streaming $5", "```\nstill streaming $5"),
+        ("$x\n\nnot $y", "\\$x\n\nnot \\$y"),
+        ("no dollars at all", "no dollars at all"),
+    ],
+)
+def test_currency_is_escaped_and_math_is_kept(text, shown):
+    assert protect_currency(text) == shown
+
+
+def test_our_own_text_uses_an_entity():
+    assert dollars("would cost $0.0042") == "would cost &#36;0.0042"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="$\\`x5 \n", max_size=40))
+def test_protecting_is_stable_and_only_adds_backslashes(text):
+    once = protect_currency(text)
+    assert protect_currency(once) == once  # what is shown twice is shown the same
+    i = j = 0  # the only change: backslashes put before some dollars
+    while i < len(text):
+        if text[i] == once[j]:
+            i, j = i + 1, j + 1
+        else:
+            assert once[j : j + 2] == "\\$" and text[i] == "$", (text, once)
+            j += 1
+    assert j == len(once)
+
+
+def markdown_of(ip, line: str) -> str:
+    magics = ip.magics_manager.registry["OfoxMagics"]
+    magics.display_mode = "rich"
+    pub = ip.display_pub
+    ip.display_pub = capture = CapturingDisplayPublisher()
+    try:
+        ip.run_line_magic("ofox", line)
+    finally:
+        ip.display_pub = pub
+    return "\n".join(o["data"].get("text/markdown", "") for o in capture.outputs)
+
+
+def test_models_and_usage_tables_have_no_bare_dollar(ip):
+    ip.run_cell_magic("ofox", "", "one")
+    ip.run_cell_magic("ofox", "-m openai/gpt-4o", "two")
+    for line in ("models", "usage"):
+        table = markdown_of(ip, line)
+        assert "$" not in table, line
+    assert "USD / 1M in" in markdown_of(ip, "models")
+
+
+def test_a_reply_with_currency_is_escaped_in_the_cell(ip, emu):
+    magics = ip.magics_manager.registry["OfoxMagics"]
+    magics.display_mode = "rich"
+    pub = ip.display_pub
+    ip.display_pub = capture = CapturingDisplayPublisher()
+    try:
+        ip.run_cell_magic("ofox", "", "Is $5 more than $10? And $x^2$?")
+    finally:
+        ip.display_pub = pub
+    final = capture.outputs[-1]["data"]["text/markdown"]
+    assert "\\$5 more than \\$10" in final and "$x^2$" in final
+    footer = final.rsplit("<sub>", 1)[1]
+    assert "$" not in footer and "&#36;" in footer
