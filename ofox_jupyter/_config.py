@@ -100,9 +100,11 @@ def check_api_key(key: str) -> str:
     for position, char in enumerate(key, start=1):
         if " " < char < "\x7f":
             continue
-        if char.isspace():
-            what = "a line break" if char in "\r\n\u2028\u2029" else "a space or tab"
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
+        if char in "\r\n\x0b\x0c\x85\u2028\u2029":
+            what = "a line break"
+        elif char in " \t\xa0":
+            what = "a space or tab"
+        elif unicodedata.category(char) == "Cc":
             what = f"a control character (U+{ord(char):04X})"
         else:
             name = unicodedata.name(char, "unnamed")

@@ -313,14 +313,18 @@ class OfoxMagics(Magics):
         try:
             exchange = self.session.ask(prompt, options, live)
         except Interrupted as stop:
-            if stop.exchange is not None:
+            if stop.exchange is not None and (stop.exchange.turn or stop.exchange.reply.text):
                 # The footer already says "interrupted: partial reply kept"; the error line
                 # (which stops a Run All here) says what to do about it.
                 live.finish(stop.exchange)
                 self._publish(stop.exchange, args.out)
                 self._store_notices()
                 raise _fail("interrupted — run the cell again for the whole reply") from None
-            live.abandon()
+            if stop.exchange is not None:  # stopped in a tool, before any text: shown, not kept
+                live.finish(stop.exchange)
+                self._publish(stop.exchange, None)
+            else:
+                live.abandon()
             self._store_notices()
             raise _fail(stop) from None
         except OfoxError as err:

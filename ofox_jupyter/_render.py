@@ -38,7 +38,10 @@ def format_cost(cost: float) -> str:
         return "$0"
     if cost >= 0.01:
         return f"${cost:.2f}"
-    digits = 1 - math.floor(math.log10(cost))  # two significant digits
+    decade = math.floor(math.log10(cost))
+    digits = 1 - decade  # two significant digits
+    if round(cost, digits) >= 10 ** (decade + 1):  # 0.00999 rounds up to the next decade
+        digits -= 1
     return f"${cost:.{digits}f}"
 
 
@@ -88,7 +91,8 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
             f"stopped after {n} tool round{'s' * (n != 1)} (raise OfoxMagics.max_tool_rounds)"
         )
     if exchange.status == "interrupted":
-        warnings.append("interrupted: partial reply kept")
+        kept = exchange.turn is not None or bool(reply.text)
+        warnings.append("interrupted: partial reply kept" if kept else "interrupted: nothing kept")
     elif exchange.status == "partial":
         warnings.append("stream broke: partial reply kept")
     return facts, warnings

@@ -119,9 +119,7 @@ def test_footer_names_a_fallback_only_when_one_was_asked_for():
 def test_footer_warns_about_an_empty_complete_reply_only():
     assert footer_parts(exchange(""))[1] == ["the model sent an empty reply"]
     assert footer_parts(exchange("x"))[1] == []
-    assert footer_parts(exchange("", status="interrupted"))[1] == [
-        "interrupted: partial reply kept"
-    ]
+    assert footer_parts(exchange("", status="interrupted"))[1] == ["interrupted: nothing kept"]
     call = ToolCall("c1", "f", "{}")
     assert footer_parts(exchange("", reply_kw={"tool_calls": (call,)}))[1] == []
     result = ToolResult(call, "1", True)
@@ -305,7 +303,7 @@ def test_final_bundle_text_and_markdown():
 
 def test_final_bundle_of_an_empty_reply():
     bundle = final_bundle(exchange("", status="interrupted"), "markdown")
-    assert bundle["text/plain"] == "— m · 1.50 s · ⚠ interrupted: partial reply kept"
+    assert bundle["text/plain"] == "— m · 1.50 s · ⚠ interrupted: nothing kept"
     assert bundle["text/markdown"].startswith("*(no text)*\n\n<sub>")
 
 

@@ -80,13 +80,18 @@ def test_interrupt_inside_a_tool_keeps_history_valid_and_stops_the_ticker(ip):
     ip.run_cell(
         "def stuck(x: int) -> int:\n    '''Never returns.'''\n    raise KeyboardInterrupt\n"
     )
+    # A turn before the interrupted one, so that the chat exists and the check below always
+    # has turns to look at (the interrupted exchange has no text, so it may add none).
+    ip.run_cell_magic("ofox", "", "a plain question first")
     magics(ip).display_mode = "rich"
     before = {t.name for t in threading.enumerate()}
     with pytest.raises(UsageError, match="interrupted"):
         ip.run_cell_magic("ofox", "--tools stuck", 'stuck {"x": 1}')
     assert "ofox-status" not in {t.name for t in threading.enumerate()} - before
-    turns = magics(ip).session.chats.get("main")
-    for turn in turns.turns if turns else ():
+    turns = magics(ip).session.chats["main"].turns
+    assert turns, "the loop below must have turns to check"
+    assert [t.user.text for t in turns][0] == "a plain question first"
+    for turn in turns:
         assert not any(m.tool_calls for m in turn.replies), "no tool call left without a result"
 
 
