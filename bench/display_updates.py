@@ -126,7 +126,11 @@ def measure(kc: BlockingKernelClient, chunks: int, delay: float, run: int) -> di
     live_id = displays[0].raw["content"]["transient"]["display_id"]
     updates = [m for m in displays if m.type == "update_display_data"]
     assert all(m.raw["content"]["transient"]["display_id"] == live_id for m in updates)
-    texts = [m for m in updates if m.data != BLANK and not m.data["text/markdown"].startswith("⏳")]
+    texts = [
+        m
+        for m in updates
+        if m.data != BLANK and not m.data["text/markdown"].startswith("… *waiting for")
+    ]
     first_text, end = texts[0], updates[-1]
     assert end.data == BLANK, "the live output must end blank"
     later = updates[updates.index(first_text) + 1 :]

@@ -151,7 +151,7 @@ class LiveReply:
 
     def _status(self) -> str:
         elapsed = self._clock() - self._started
-        return f"⏳ *{html.escape(self.model)}* · {elapsed:.1f} s"
+        return f"… *waiting for {html.escape(self.model)}* · {elapsed:.1f} s"
 
     def _update(self, bundle: dict[str, str]) -> None:
         if self._sink is not None:
@@ -255,7 +255,7 @@ class LiveReply:
         if self.mode == "text":
             out = self._out or sys.stdout
             facts, warnings = footer_parts(exchange)
-            out.write(("\n" if self._segments else "") + "— " + " · ".join(facts) + "\n")
+            out.write(("\n\n" if self._segments else "") + "— " + " · ".join(facts) + "\n")
             for warning in warnings:
                 out.write(f"⚠ {warning}\n")
             out.flush()

@@ -123,7 +123,8 @@ def _open(obj: Any, label: str) -> tuple[PILImage.Image, bool]:
         except (OSError, ValueError) as err:  # a NUL byte, a folder we may not read, …
             raise ImageError(f"{label}: cannot read {text!r} ({_short(err)})") from None
         if not found:
-            raise ImageError(f"{label}: no such file: {path}", hint="check the path")
+            shown = str(path) if len(str(path)) <= 120 and "\n" not in str(path) else _short(text)
+            raise ImageError(f"{label}: no such file: {shown}", hint="check the path")
         return _decode(data, label), False
     rich = _rich_repr(obj, label)
     if rich is not None:
@@ -167,8 +168,10 @@ def _base64(text: str, label: str) -> bytes:
         raise ImageError(f"{label}: the image data is not valid base64") from None
 
 
-def _short(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}"
+def _short(what: BaseException | str) -> str:
+    """An error (``Type: message``) or a value, on one line and at most 120 characters."""
+    text = what if isinstance(what, str) else f"{type(what).__name__}: {what}"
+    text = " ".join(repr(text)[1:-1].split()) if isinstance(what, str) else " ".join(text.split())
     return text if len(text) <= 120 else text[:119] + "…"
 
 

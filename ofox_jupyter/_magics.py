@@ -35,7 +35,7 @@ from ._history import HistoryStore, StoreError, default_history_path
 from ._markdown import dollars
 from ._messages import utf8_safe
 from ._recent import RecentImages
-from ._render import format_cost
+from ._render import format_cost, text_table
 from ._request import ROUTING_CHOICES, check_ranges, provider_options
 from ._session import AskOptions, Exchange, Interrupted, NotebookSession
 from ._template import interpolate
@@ -69,8 +69,10 @@ LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for 
 
 
 def _fail(error: OfoxError | str) -> UsageError:
-    """IPython shows exactly ``UsageError`` (not a subclass) as one line without a traceback."""
-    return UsageError(error.one_line() if isinstance(error, OfoxError) else error)
+    """IPython shows exactly ``UsageError`` (not a subclass) as one line without a traceback;
+    a message that quotes something multi-line (a value, a server's text) is flattened."""
+    text = error.one_line() if isinstance(error, OfoxError) else error
+    return UsageError(" ".join(text.split()) if "\n" in text or "\r" in text else text)
 
 
 @magics_class
@@ -558,7 +560,8 @@ class OfoxMagics(Magics):
             self._show("*No models match.*", "No models match.")
             return
         header = "| model | badges | context | USD / 1M in | USD / 1M out |\n|---|---|---|---|---|"
-        rows, plain = [], []
+        rows: list[str] = []
+        plain: list[tuple[str, ...]] = []
         for m in sorted(models, key=lambda m: m.id):
             badges = " ".join(
                 b
@@ -571,16 +574,19 @@ class OfoxMagics(Magics):
             price_out = "—" if m.completion_price is None else f"{m.completion_price * 1e6:g}"
             context = f"{m.context_length:,}" if m.context_length else "—"
             rows.append(f"| `{m.id}` | {badges} | {context} | {price_in} | {price_out} |")
-            plain.append(f"{m.id:<36} {badges:<20} {context:>10} {price_in:>8} {price_out:>8}")
+            plain.append((m.id, badges, context, price_in, price_out))
         skipped = self.session.catalog_skipped
         note = (
             f"{skipped} malformed catalog entr{'ies' if skipped != 1 else 'y'} left out"
             if skipped
             else ""
         )
+        table = text_table(
+            ("model", "badges", "context", "USD/1M in", "USD/1M out"), plain, right=(2, 3, 4)
+        )
         self._show(
             header + "\n" + "\n".join(rows) + (f"\n\n*{note}*" if note else ""),
-            "\n".join(plain + ([note] if note else [])),
+            table + (f"\n{note}" if note else ""),
         )
 
     def _cmd_history(self, words: list[str]) -> None:
@@ -592,10 +598,9 @@ class OfoxMagics(Magics):
         if conversation is None or not len(conversation):
             self._show(f"*Chat `{name}` is empty.*", f"Chat {name!r} is empty.")
             return
-        from ._session import render_markdown
+        from ._session import render_history
 
-        text = render_markdown([conversation])
-        self._show(text, text)
+        self._show(*render_history(conversation))
 
     def _cmd_reset(self, words: list[str]) -> None:
         flags, rest = self._options(words, {"--chat": True, "--all": False}, "reset")
@@ -614,7 +619,7 @@ class OfoxMagics(Magics):
             self._show("*No requests yet in this notebook.*", "No requests yet in this notebook.")
             return
         lines = ["| model | requests | tokens in | tokens out | cost |", "|---|---|---|---|---|"]
-        plain = []
+        plain: list[tuple[str, ...]] = []
         total_in = total_out = total_requests = 0
         charged: float | None = None
         listed = 0.0  # what the offline requests would have cost
@@ -629,7 +634,7 @@ class OfoxMagics(Magics):
             lines.append(
                 f"| `{model}` | {requests} | {prompt:,} | {completion:,} | {dollars(shown)} |"
             )
-            plain.append(f"{model:<40} {requests:>5} {prompt:>10,} {completion:>10,} {shown:>11}")
+            plain.append((model, str(requests), f"{prompt:,}", f"{completion:,}", shown))
             total_in += prompt
             total_out += completion
             total_requests += requests
@@ -638,14 +643,15 @@ class OfoxMagics(Magics):
             f"| **total** | {total_requests} | {total_in:,} | {total_out:,} | "
             f"**{dollars(shown)}** |"
         )
-        plain.append(
-            f"{'total':<40} {total_requests:>5} {total_in:>10,} {total_out:>10,} {shown:>11}"
+        plain.append(("total", str(total_requests), f"{total_in:,}", f"{total_out:,}", shown))
+        table = text_table(
+            ("model", "requests", "tokens in", "tokens out", "cost"), plain, right=(1, 2, 3, 4)
         )
         if listed:
             note = f"(offline requests are not charged; at list prices: {format_cost(listed)})"
             lines.append(f"\n*{dollars(note)}*")
-            plain.append(note)
-        self._show("\n".join(lines), "\n".join(plain))
+            table += "\n" + note
+        self._show("\n".join(lines), table)
 
     def _cmd_config(self, words: list[str]) -> None:
         if words:

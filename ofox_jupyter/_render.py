@@ -28,6 +28,7 @@ __all__ = [
     "format_cost",
     "provenance",
     "render_replies",
+    "text_table",
     "thumbnails_bundle",
 ]
 
@@ -135,9 +136,9 @@ def call_block(
     else:
         state, outcome = "✗", result.error or result.content
     if not markdown:
-        line = f"🔧 {name}({_short(arguments, 80)}) {state}"
+        line = f"tool {name}({_short(arguments, 80)}) {state}"
         return line + (f" {_short(outcome, 200)}" if outcome else "")
-    summary = html.escape(f"🔧 {name}({_short(arguments, 60)}) {state}", quote=False)
+    summary = html.escape(f"tool {name}({_short(arguments, 60)}) {state}", quote=False)
     body = f"arguments:\n\n```json\n{pretty_args}\n```"
     if result is not None:
         label = "result" if result.ok else "error"
@@ -178,7 +179,7 @@ def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:
     if fmt == "text":
         return {"text/plain": plain}
     shown = [dollars(html.escape(f)) for f in facts] + [
-        f"⚠️ {dollars(html.escape(w))}" for w in warnings
+        f"⚠ {dollars(html.escape(w))}" for w in warnings
     ]
     footer = "<sub>" + " · ".join(shown) + "</sub>"
     body = render_replies(exchange) or "*(no text)*"
@@ -209,3 +210,19 @@ def thumbnails_bundle(images: Sequence[PreparedImage]) -> dict[str, str]:
         "text/html": '<div class="ofox-images">' + "".join(tags) + "</div>",
         "text/plain": plain,
     }
+
+
+def text_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()
+) -> str:
+    """Rows as a plain-text table for a terminal: a header, a rule, columns as wide as their
+    widest cell (numbers, the columns in ``right``, aligned right)."""
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])

@@ -775,6 +775,36 @@ def render_markdown(chats: list[Conversation]) -> str:
     return "\n".join(lines)
 
 
+def render_history(conversation: Conversation, *, limit: int = 240) -> tuple[str, str]:
+    """A chat at a glance, as (Markdown, plain text): one numbered item per turn, each side cut
+    to ``limit`` characters. ``%ofox export`` writes the whole of it."""
+    turns = conversation.turns
+    head = f"chat {conversation.name} · {len(turns)} turn{'s' * (len(turns) != 1)}"
+    if conversation.system:
+        head += f" · system: {_glance(conversation.system, 80)}"
+    markdown, plain = [f"**{protect_currency(head)}**", ""], [head, ""]
+    for number, turn in enumerate(turns, 1):
+        mark = "" if turn.status == "complete" else f" ({turn.status})"
+        images = len(turn.user.images)
+        attached = f" (+{images} image{'s' * (images != 1)})" if images else ""
+        model = turn.served_model or turn.model
+        question, answer = _glance(turn.user.text, limit), _glance(turn.text, limit)
+        markdown.append(
+            f"{number}. **You**{attached}: {protect_currency(question)}  \n"
+            f"   **{model}**{mark}: {protect_currency(answer)}"
+        )
+        plain.append(f"{number}. You{attached}: {question}\n   {model}{mark}: {answer}")
+    return "\n".join(markdown), "\n".join(plain)
+
+
+def _glance(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with a note of how much is left."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]}… ({len(flat) - limit:,} more characters)"
+
+
 def _asks_fallback(provider: Any) -> bool:
     return isinstance(provider, Mapping) and bool(provider.get("fallback"))
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatWidget", "CompareWidget"]
 
-STOPPED_LINE = "⏹ stopped — partial reply kept"
+STOPPED_LINE = "■ stopped — partial reply kept"
 #: Keeps the chat log scrolled to its newest message (an Output widget's layout cannot reach its
 #: inner area, so the rule comes as a style element in the panel).
 _LOG_CSS = (

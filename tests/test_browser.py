@@ -64,7 +64,7 @@ FILLER = re.compile(
     r"\b(alpha|bravo|charlie|delta|echo|foxtrot|golf|hotel|india|juliett|kilo|lima|mike|november"
     r"|oscar|papa|quebec|romeo|sierra|tango|uniform|victor|whiskey|xray|yankee|zulu)\b"
 )
-STOPPED_MARK = "⏹ stopped — partial reply kept"
+STOPPED_MARK = "■ stopped — partial reply kept"
 #: What ends a reply while it is still arriving (``ofox_jupyter._display.CURSOR``, without the
 #: space that the page's rendering may drop).
 CURSOR = "▍"

@@ -199,7 +199,9 @@ def test_echo_prints_only_what_each_update_adds() -> None:
     out = Writes()
     echo = TerminalEcho(out)  # type: ignore[arg-type]
     echo.message(display({"text/plain": ""}, "live"))  # the blank live output
-    echo.message(update("⏳ *openai/gpt-4o-mini* · 0.0 s"))  # the status line: not reply text
+    echo.message(
+        update("… *waiting for openai/gpt-4o-mini* · 0.0 s")
+    )  # the status line: not reply text
     echo.message(update("Hello" + CURSOR))
     echo.message(update("Hello, wor" + CURSOR))
     echo.message(update("Hello, world. Bye" + CURSOR))

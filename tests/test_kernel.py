@@ -27,7 +27,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 BLANK = {"text/plain": ""}
-STATUS = re.compile(r"^⏳ \*(?P<model>[^*]+)\* · (?P<seconds>\d+\.\d) s$")
+STATUS = re.compile(r"^… \*waiting for (?P<model>[^*]+)\* · (?P<seconds>\d+\.\d) s$")
 MAGICS = "get_ipython().magics_manager.registry['OfoxMagics']"
 TIMEOUT = 60.0  # seconds for any one execution; a hung kernel fails the test, not the run
 
@@ -48,7 +48,8 @@ class Display:
 
     @property
     def status_seconds(self) -> float | None:
-        """The elapsed seconds of a status line (``⏳ *model* · 1.0 s``); None for other output."""
+        """The elapsed seconds of a status line (``… *waiting for model* · 1.0 s``); None for
+        other output."""
         match = STATUS.match(self.markdown)
         return float(match["seconds"]) if match else None
 
@@ -247,7 +248,7 @@ def test_cell_ids_from_the_frontend(kernel: Kernel) -> None:
     assert [cell for cell, _ in turns()] == ["cell-a", "cell-b", "cell-c", None, None]
 
     history = kernel.execute("%ofox history --chat cells").ok().displays[0].data["text/plain"]
-    questions = re.findall(r"^## \d+\. You\n\n(.*)$", history, re.M)
+    questions = re.findall(r"^\d+\. You: (.*)$", history, re.M)
     assert questions == [
         "first question, edited",
         "second question",

@@ -195,23 +195,23 @@ def test_provenance_holds_where_the_reply_came_from():
 
 def test_call_block_plain_text_lines():
     call_ok = ToolResult(ToolCall("1", "f", "{}"), '"ok"', True)
-    assert call_block("f", '{"x": 1}', call_ok, markdown=False) == '🔧 f({"x": 1}) ✓ "ok"'
+    assert call_block("f", '{"x": 1}', call_ok, markdown=False) == 'tool f({"x": 1}) ✓ "ok"'
     failed = ToolResult(ToolCall("1", "f", "{}"), '{"error": "x"}', False, error="boom")
-    assert call_block("f", "{}", failed, markdown=False) == "🔧 f({}) ✗ boom"
+    assert call_block("f", "{}", failed, markdown=False) == "tool f({}) ✗ boom"
     no_msg = ToolResult(ToolCall("1", "f", "{}"), "raw", False)
-    assert call_block("f", "{}", no_msg, markdown=False) == "🔧 f({}) ✗ raw"
-    assert call_block("f", "{}", None, markdown=False) == "🔧 f({}) …"
+    assert call_block("f", "{}", no_msg, markdown=False) == "tool f({}) ✗ raw"
+    assert call_block("f", "{}", None, markdown=False) == "tool f({}) …"
     empty = ToolResult(ToolCall("1", "f", "{}"), "", True)
-    assert call_block("f", "{}", empty, markdown=False) == "🔧 f({}) ✓"
+    assert call_block("f", "{}", empty, markdown=False) == "tool f({}) ✓"
 
 
 def test_call_block_plain_text_shortens_long_arguments_and_results():
     args = "a" * 100
     out = "b" * 300
     line = call_block("f", args, ToolResult(ToolCall("1", "f", args), out, True), markdown=False)
-    assert line == f"🔧 f({'a' * 79}…) ✓ {'b' * 199}…"
+    assert line == f"tool f({'a' * 79}…) ✓ {'b' * 199}…"
     exact = call_block("f", "a" * 80, None, markdown=False)
-    assert exact == f"🔧 f({'a' * 80}) …"  # exactly at the limit: kept whole
+    assert exact == f"tool f({'a' * 80}) …"  # exactly at the limit: kept whole
     assert call_block(
         "f", "{}", ToolResult(ToolCall("1", "f", "{}"), "b" * 200, True), markdown=False
     ).endswith(" " + "b" * 200)
@@ -221,7 +221,7 @@ def test_call_block_markdown_is_a_details_block_with_pretty_arguments():
     result = ToolResult(ToolCall("1", "f", "{}"), "42", True)
     block = call_block("f", '{"city": "Zürich", "n": [1]}', result)
     assert block == (
-        '<details><summary>🔧 f({"city": "Zürich", "n": [1]}) ✓</summary>\n\n'
+        '<details><summary>tool f({"city": "Zürich", "n": [1]}) ✓</summary>\n\n'
         "arguments:\n\n```json\n"
         + json.dumps({"city": "Zürich", "n": [1]}, ensure_ascii=False, indent=2)
         + "\n```\n\nresult:\n\n```\n42\n```\n\n</details>"
@@ -233,11 +233,12 @@ def test_call_block_markdown_error_and_pending_and_bad_json():
     block = call_block("f", "not json", failed)
     assert "```json\nnot json\n```" in block
     assert "\n\nerror:\n\n```\nno such <tool>\n```" in block
-    assert "<summary>🔧 f(not json) ✗</summary>" in block
+    assert "<summary>tool f(not json) ✗</summary>" in block
     pending = call_block("f", "{}", None)
     assert (
         pending
-        == "<details><summary>🔧 f({}) …</summary>\n\narguments:\n\n```json\n{}\n```\n\n</details>"
+        == "<details><summary>tool f({}) …</summary>\n\narguments:\n\n"
+        "```json\n{}\n```\n\n</details>"
     )
 
 
@@ -245,12 +246,12 @@ def test_call_block_markdown_shortens_summary_and_result():
     args = json.dumps({"k": "v" * 100})
     result = ToolResult(ToolCall("1", "f", args), "r" * 5000, True)
     block = call_block("f", args, result)
-    assert f"<summary>🔧 f({args[:59]}…) ✓</summary>" in block
+    assert f"<summary>tool f({args[:59]}…) ✓</summary>" in block
     assert "\n```\n" + "r" * 3999 + "…\n```" in block
     whole = call_block("f", "{}", ToolResult(ToolCall("1", "f", "{}"), "r" * 4000, True))
     assert "r" * 4000 + "\n```" in whole
     sixty = '"' + "a" * 58 + '"'
-    assert f"<summary>🔧 f({sixty}) …</summary>" in call_block("f", sixty, None)
+    assert f"<summary>tool f({sixty}) …</summary>" in call_block("f", sixty, None)
 
 
 def test_render_replies_shows_every_round_in_order():
@@ -262,10 +263,10 @@ def test_render_replies_shows_every_round_in_order():
     )
     ex = exchange("the answer", replies=replies, tool_results=(ToolResult(call, '"found"', True),))
     assert render_replies(ex, markdown=False) == (
-        'let me look\n\n🔧 lookup({}) ✓ "found"\n\nthe answer'
+        'let me look\n\ntool lookup({}) ✓ "found"\n\nthe answer'
     )
     md = render_replies(ex)
-    assert md.startswith("let me look\n\n<details><summary>🔧 lookup({}) ✓</summary>")
+    assert md.startswith("let me look\n\n<details><summary>tool lookup({}) ✓</summary>")
     assert md.endswith("</details>\n\nthe answer")
 
 
@@ -296,7 +297,7 @@ def test_final_bundle_text_and_markdown():
     }
     bundle = final_bundle(ex, "markdown")
     assert bundle == {
-        "text/markdown": "**hi**\n\n<sub>m · 1.50 s · ⚠️ cut off: raise --max-tokens</sub>",
+        "text/markdown": "**hi**\n\n<sub>m · 1.50 s · ⚠ cut off: raise --max-tokens</sub>",
         "text/plain": "**hi**\n\n— m · 1.50 s · ⚠ cut off: raise --max-tokens",
     }
 
@@ -312,7 +313,7 @@ def test_final_bundle_plain_text_shows_tool_calls_as_lines():
     ex = exchange(
         "", replies=(assistant(None, (call,)),), tool_results=(ToolResult(call, "1", True),)
     )
-    assert final_bundle(ex, "text")["text/plain"].startswith("🔧 f({}) ✓ 1\n\n— ")
+    assert final_bundle(ex, "text")["text/plain"].startswith("tool f({}) ✓ 1\n\n— ")
     assert "<details>" in final_bundle(ex, "markdown")["text/markdown"]
 
 

@@ -394,7 +394,7 @@ def test_tool_blocks_in_the_rich_output(ip, functions):
     finally:
         ip.display_pub = pub
     final = capture.outputs[-1]["data"]["text/markdown"]
-    assert '<details><summary>🔧 mean({"numbers": [2, 4]}) ✓</summary>' in final
+    assert '<details><summary>tool mean({"numbers": [2, 4]}) ✓</summary>' in final
     assert "result:\n\n```\n3.0\n```" in final
     live = [o["data"].get("text/markdown", "") for o in capture.outputs if o["update"]]
-    assert any("🔧 mean" in text for text in live), "the call was shown while it ran"
+    assert any("tool mean" in text for text in live), "the call was shown while it ran"

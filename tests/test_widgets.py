@@ -95,7 +95,7 @@ def test_stop_mid_stream_keeps_the_partial_reply(ip):
     stopped_in = run(drive())
     assert stopped_in < 0.5, "Stop works at once"
     last = texts(widget.view)[-1]
-    assert last.endswith("⏹ stopped — partial reply kept") and len(last) > 80
+    assert last.endswith("■ stopped — partial reply kept") and len(last) > 80
     assert widget.footer.value == "stopped — partial reply kept"
     turn = magics(ip).session.chats["stopping"].turns[-1]
     assert turn.status == "interrupted" and 0 < len(turn.text.split()) < 400
@@ -199,7 +199,7 @@ def test_compare_stop_stops_every_column(ip):
 
     run(drive())
     for column in widget.columns:
-        assert texts(column.output)[0].endswith("⏹ stopped — partial reply kept")
+        assert texts(column.output)[0].endswith("■ stopped — partial reply kept")
         assert column.footer.value == "stopped"
 
 
