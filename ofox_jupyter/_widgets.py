@@ -187,8 +187,10 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
 
     # -- sending and stopping
 
-    def send(self, text: str | None = None) -> asyncio.Task[None] | None:
-        """Send the input box's text (or ``text``); returns the streaming task."""
+    def send(self, text: str | None = None) -> None:
+        """Send the input box's text (or ``text``) and stream the reply; ``await w.wait()``
+        waits for it (``w.task`` is the task). Returns nothing, so that a cell ending in
+        ``w.send("…")`` shows no task repr."""
         prompt = (self.input.value if text is None else text).strip()
         if not prompt or self.busy:
             return None
@@ -214,7 +216,6 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         self.send_button.disabled, self.stop_button.disabled = True, False
         self.footer.value = "streaming…"
         self.task = _start(self._stream(prompt, options))
-        return self.task
 
     def _images(self) -> list[PreparedImage]:
         from ._images import prepare_image
@@ -236,13 +237,15 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
                 self._set_reply({"text/markdown": f"{text}\n\n{STOPPED_LINE}"})
             else:
                 self._set_reply({"text/markdown": f"*{STOPPED_LINE}*"})
-            self.footer.value = "stopped — partial reply kept"
+            self.footer.value = ""  # the log says "stopped — partial reply kept" once
         except OfoxError as err:
             self._set_reply({"text/markdown": "*(no reply)*"})
             self._error(err)
         else:
             self.last_exchange = exchange
             live.finish(exchange)
+            # The footer goes under the panel, once; the reply in the log is the reply alone.
+            self._set_reply({"text/markdown": render_replies(exchange) or "*(no text)*"})
             facts, warnings = footer_parts(exchange)
             self.footer.value = html.escape(" · ".join(facts + [f"⚠ {w}" for w in warnings]))
             if exchange.error is not None:
@@ -333,12 +336,14 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         self.add_class("ofox-compare")
         self.task = None
         self.total_seconds: float | None = None
+        self._stopped = False
 
     def __repr__(self) -> str:
         return f"<ofox CompareWidget columns={len(self.columns)}>"
 
-    def run(self, prompt: str | None = None) -> asyncio.Task[None] | None:
-        """Ask every column at once; returns the task that waits for all of them."""
+    def run(self, prompt: str | None = None) -> None:
+        """Ask every column at once; ``await w.wait()`` waits for all of them (``w.task``).
+        Returns nothing, so that a cell ending in ``w.run("…")`` shows no task repr."""
         text = (self.prompt.value if prompt is None else prompt).strip()
         if not text or self.busy:
             return None
@@ -351,8 +356,8 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
                 return None
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "streaming…"
+        self._stopped = False
         self.task = _start(self._run_all(text, images))
-        return self.task
 
     async def _run_all(self, prompt: str, images: tuple[dict[str, Any], ...]) -> None:
         loop = asyncio.get_running_loop()
@@ -362,7 +367,17 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         finally:
             self.total_seconds = loop.time() - started
             self.run_button.disabled, self.stop_button.disabled = False, True
-            self.status.value = f"all columns done in {self.total_seconds:.2f} s"
+            self.status.value = (
+                f"stopped after {self.total_seconds:.2f} s — partial replies kept"
+                if self._stopped
+                else f"all columns done in {self.total_seconds:.2f} s"
+            )
+
+    def stop(self) -> None:
+        """Stop every column now; partial replies stay, marked."""
+        if self.busy:
+            self._stopped = True
+        super().stop()
 
     async def _run_column(
         self, column: _Column, prompt: str, images: tuple[dict[str, Any], ...]
@@ -377,8 +392,8 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         except Interrupted as stop:
             partial = stop.exchange
             text = render_replies(partial) if partial is not None else ""
-            column.show({"text/markdown": f"{text}\n\n{STOPPED_LINE}"})
-            column.footer.value = "stopped"
+            column.show({"text/markdown": f"{text}\n\n{STOPPED_LINE}" if text else STOPPED_LINE})
+            column.footer.value = ""  # the column says it once, under its text
             column.exchange = partial
         except OfoxError as err:
             column.show({"text/markdown": "*(no reply)*"})
