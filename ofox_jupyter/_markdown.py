@@ -3,8 +3,15 @@
 JupyterLab, Notebook 7 and VS Code typeset ``$…$`` and ``$$…$$`` in Markdown as math. A reply
 like "Is $5 more than $10?" would then show "5 more than " as an italic formula, and a table whose
 header says "$ / 1M in | $ / 1M out" collapses into a paragraph. So before text from a model (or a
-user) is shown as Markdown, every ``$`` that does not open or close math is escaped as ``\\$``
-(which every one of those renderers shows as a plain dollar), outside code.
+user) is shown as Markdown, every ``$`` that does not open or close math is escaped, outside code.
+
+How depends on the renderer. JupyterLab and Notebook 7 turn Markdown into HTML (``\\$`` becomes
+``$`` there) and then let MathJax typeset the whole output, which pairs up any two dollars it
+finds; MathJax itself reads ``\\$`` in the page as a plain dollar. So for them a dollar is written
+``\\\\$`` (Markdown's escaped backslash, then the dollar), which reaches MathJax as ``\\$`` — seen
+in a real JupyterLab by ``tests/test_browser_render.py``. VS Code renders math in the Markdown
+step itself, where ``\\$`` is the escape: :data:`ESCAPED_DOLLAR` is set to that when the kernel
+runs under VS Code (``__vsc_ipynb_file__``).
 
 What counts as math follows pandoc's rule for ``$…$``: the opening ``$`` is followed by a
 non-space, the closing one is preceded by a non-space and not followed by a digit. On top of it, a
@@ -20,7 +27,17 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["dollars", "protect_currency"]
+__all__ = ["ESCAPED_DOLLAR", "dollars", "protect_currency", "use_escape_for"]
+
+#: How a dollar that is money is written in Markdown we show (see the module docstring).
+ESCAPED_DOLLAR = "\\\\$"
+
+
+def use_escape_for(vscode: bool) -> None:
+    """Pick the escape for the frontend this kernel serves."""
+    global ESCAPED_DOLLAR
+    ESCAPED_DOLLAR = "\\$" if vscode else "\\\\$"
+
 
 # A fenced code block (to its closing fence, or to the end while it is still streaming), or an
 # inline code span (a run of backticks, up to the same run).
@@ -59,7 +76,8 @@ def _escape_dollars(text: str) -> str:
     while i < n:
         char = text[i]
         if char == "\\" and i + 1 < n:
-            out.append(text[i : i + 2])  # an escape (\$, \(, \[, …) stays as written
+            # An escape (\(, \[, \\, …) stays as written; a dollar the writer escaped is money.
+            out.append(ESCAPED_DOLLAR if text[i + 1] == "$" else text[i : i + 2])
             i += 2
             continue
         if char != "$":
@@ -77,7 +95,7 @@ def _escape_dollars(text: str) -> str:
             continue
         end = _closing_dollar(text, i)
         if end is None:
-            out.append("\\$")
+            out.append(ESCAPED_DOLLAR)
             i += 1
         else:
             out.append(text[i : end + 1])

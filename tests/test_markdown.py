@@ -13,19 +13,19 @@ from ofox_jupyter._markdown import dollars, protect_currency
 @pytest.mark.parametrize(
     "text, shown",
     [
-        ("Is $5 more than $10?", "Is \\$5 more than \\$10?"),
-        ("US$3 and $10.50", "US\\$3 and \\$10.50"),
-        ("it costs 5$", "it costs 5\\$"),
-        ("price $5, or $x$ math", "price \\$5, or $x$ math"),
+        ("Is $5 more than $10?", "Is \\\\$5 more than \\\\$10?"),
+        ("US$3 and $10.50", "US\\\\$3 and \\\\$10.50"),
+        ("it costs 5$", "it costs 5\\\\$"),
+        ("price $5, or $x$ math", "price \\\\$5, or $x$ math"),
         ("Euler: $e^{i\\pi}+1=0$", "Euler: $e^{i\\pi}+1=0$"),
         ("display $$x^2$$ math", "display $$x^2$$ math"),
         ("$2x$ is math", "$2x$ is math"),
         ("\\(x\\) and \\[y\\]", "\\(x\\) and \\[y\\]"),
-        ("already \\$5", "already \\$5"),
+        ("already \\$5", "already \\\\$5"),
         ("code `$5` stays", "code `$5` stays"),
-        ("```python\nprice = '$5'\n```\nthen $5", "```python\nprice = '$5'\n```\nthen \\$5"),
+        ("```python\nprice = '$5'\n```\nthen $5", "```python\nprice = '$5'\n```\nthen \\\\$5"),
         ("```\nstill streaming $5", "```\nstill streaming $5"),
-        ("$x\n\nnot $y", "\\$x\n\nnot \\$y"),
+        ("$x\n\nnot $y", "\\\\$x\n\nnot \\\\$y"),
         ("no dollars at all", "no dollars at all"),
     ],
 )
@@ -39,17 +39,29 @@ def test_our_own_text_uses_an_entity():
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="$\\`x5 \n", max_size=40))
-def test_protecting_is_stable_and_only_adds_backslashes(text):
+def test_protecting_only_escapes_dollars(text):
     once = protect_currency(text)
-    assert protect_currency(once) == once  # what is shown twice is shown the same
-    i = j = 0  # the only change: backslashes put before some dollars
+    i = j = 0  # the only change: a dollar (or an escaped one) written as \\$
     while i < len(text):
-        if text[i] == once[j]:
+        if once[j : j + 3] == "\\\\$" and text[i : i + 2] == "\\$":
+            i, j = i + 2, j + 3
+        elif once[j : j + 3] == "\\\\$" and text[i] == "$":
+            i, j = i + 1, j + 3
+        elif text[i] == once[j]:
             i, j = i + 1, j + 1
         else:
-            assert once[j : j + 2] == "\\$" and text[i] == "$", (text, once)
-            j += 1
+            raise AssertionError((text, once))
     assert j == len(once)
+
+
+def test_vscode_gets_the_markdown_escape():
+    from ofox_jupyter import _markdown
+
+    _markdown.use_escape_for(vscode=True)
+    try:
+        assert protect_currency("Is $5 more?") == "Is \\$5 more?"
+    finally:
+        _markdown.use_escape_for(vscode=False)
 
 
 def markdown_of(ip, line: str) -> str:
@@ -83,6 +95,6 @@ def test_a_reply_with_currency_is_escaped_in_the_cell(ip, emu):
     finally:
         ip.display_pub = pub
     final = capture.outputs[-1]["data"]["text/markdown"]
-    assert "\\$5 more than \\$10" in final and "$x^2$" in final
+    assert "\\\\$5 more than \\\\$10" in final and "$x^2$" in final
     footer = final.rsplit("<sub>", 1)[1]
     assert "$" not in footer and "&#36;" in footer
