@@ -41,6 +41,8 @@ class ModelInfo:
     output_modalities: tuple[str, ...] = ("text",)
     prompt_price: float | None = None
     completion_price: float | None = None
+    #: USD per prompt token read from the provider's prompt cache (``pricing.input_cache_read``).
+    cache_read_price: float | None = None
     supported_parameters: tuple[str, ...] = ()
     supported_endpoints: tuple[str, ...] = ()
     deprecated: bool = False
@@ -66,11 +68,18 @@ class ModelInfo:
         return "text" in self.output_modalities and self.context_length > 0
 
     def cost(self, usage: Usage | None) -> float | None:
-        """USD for a request with this usage, or ``None`` when usage or prices are unknown."""
+        """USD for a request with this usage, or ``None`` when usage or prices are unknown.
+
+        Cached prompt tokens cost the cache-read price when the catalog has one (ofox-api.md
+        §10, §14); without it they are charged as ordinary prompt tokens."""
         if usage is None or self.prompt_price is None or self.completion_price is None:
             return None
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        if self.cache_read_price is None:
+            cached = 0
         return (
-            usage.prompt_tokens * self.prompt_price
+            (usage.prompt_tokens - cached) * self.prompt_price
+            + cached * (self.cache_read_price or 0.0)
             + usage.completion_tokens * self.completion_price
         )
 
@@ -97,6 +106,7 @@ class ModelInfo:
             output_modalities=_words(architecture.get("output_modalities"), ("text",)),
             prompt_price=_price(pricing.get("prompt")),
             completion_price=_price(pricing.get("completion")),
+            cache_read_price=_price(pricing.get("input_cache_read")),
             supported_parameters=_words(data.get("supported_parameters"), ()),
             supported_endpoints=_words(data.get("supported_endpoints"), ()),
             deprecated=data.get("is_deprecated") is True,

@@ -51,7 +51,12 @@ def estimate_tokens(message: Message) -> int:
 
 @dataclass(frozen=True)
 class Turn:
-    """One exchange of a chat. ``replies`` are the assistant's (and tools') messages, in order."""
+    """One exchange of a chat. ``replies`` are the assistant's (and tools') messages, in order.
+
+    ``reasoning`` is what a reasoning model thought before answering (and ``reasoning_seconds``
+    how long, when streamed): kept for the record and the exports, but not part of
+    :attr:`messages`, so it is never sent back to the model.
+    """
 
     id: str
     chat: str
@@ -65,6 +70,8 @@ class Turn:
     finish_reason: str | None = None
     status: str = "complete"
     created: float = 0.0
+    reasoning: str = ""
+    reasoning_seconds: float | None = None
 
     @property
     def messages(self) -> tuple[Message, ...]:
@@ -79,7 +86,7 @@ class Turn:
         return ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "chat": self.chat,
             "user": self.user.to_dict(),
@@ -93,6 +100,10 @@ class Turn:
             "status": self.status,
             "created": self.created,
         }
+        if self.reasoning:  # only then: turns without reasoning keep their old shape
+            data["reasoning"] = self.reasoning
+            data["reasoning_seconds"] = self.reasoning_seconds
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Turn:
@@ -106,6 +117,8 @@ class Turn:
             cell_id = data.get("cell_id")
             cost = data.get("cost")
             finish = data.get("finish_reason")
+            reasoning = data.get("reasoning")
+            seconds = data.get("reasoning_seconds")
             if not isinstance(replies, list) or not all(isinstance(m, Mapping) for m in replies):
                 raise ValueError("replies must be a list of messages")
             return cls(
@@ -121,6 +134,10 @@ class Turn:
                 finish_reason=finish if isinstance(finish, str) else None,
                 status=str(data.get("status") or "complete"),
                 created=float(data.get("created") or 0.0),
+                reasoning=reasoning if isinstance(reasoning, str) else "",
+                reasoning_seconds=float(seconds)
+                if isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                else None,
             )
         except (KeyError, TypeError, AttributeError, OverflowError) as err:
             raise ValueError(f"not a turn: {err}") from None

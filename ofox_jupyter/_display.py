@@ -26,7 +26,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._markdown import protect_currency
-from ._render import call_block, final_bundle, footer_parts, provenance, thumbnails_bundle
+from ._render import (
+    call_block,
+    final_bundle,
+    footer_parts,
+    provenance,
+    thinking_block,
+    thumbnails_bundle,
+)
 from ._session import Exchange, RoundStart, SessionEvent
 from ._streaming import FinishEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._tools import ToolResult
@@ -102,6 +109,12 @@ class LiveReply:
         self._calls: dict[tuple[int, int], _LiveCall] = {}
         self._round = 0
         self._size = 0
+        # A reasoning model's thinking, shown collapsed above the reply, and how long it took:
+        # seconds of the periods already closed, and when the open one began (if one is open).
+        self._reasoning: list[str] = []
+        self._thought = 0.0
+        self._thinking_since: float | None = None
+        self._thought_told = False  # text mode: the "(thought for …)" line was written
         self._handle: Any = None
         self._lock = threading.Lock()
         self._first_shown = threading.Event()
@@ -164,6 +177,12 @@ class LiveReply:
     # -- events
 
     def __call__(self, event: SessionEvent) -> None:
+        if isinstance(event, ReasoningDelta):
+            self._on_reasoning(event.text)
+            return
+        if self._thinking_since is not None and isinstance(event, (TextDelta, ToolCallDelta)):
+            self._thought += self._clock() - self._thinking_since
+            self._thinking_since = None
         if isinstance(event, TextDelta):
             self._on_text(event.text)
         elif isinstance(event, ToolCallDelta):
@@ -172,8 +191,31 @@ class LiveReply:
             self._on_result(event)
         elif isinstance(event, RoundStart):
             self._round = event.number
-        elif isinstance(event, (ReasoningDelta, FinishEvent)):
-            pass  # reasoning is not shown live; the finish reason goes to the footer
+        elif isinstance(event, FinishEvent):
+            pass  # the finish reason goes to the footer
+
+    def _on_reasoning(self, text: str) -> None:
+        now = self._clock()
+        if self._thinking_since is None:
+            self._thinking_since = now
+        self._reasoning.append(text)
+        if self.mode == "text":
+            return  # a terminal gets one "(thought for …)" line, not the thinking
+        self._size += len(text)
+        if self.throttle.due(now, self._size):
+            self._show(now)
+
+    def _thinking_seconds(self) -> float:
+        since = self._thinking_since
+        open_period = self._clock() - since if since is not None else 0.0
+        return self._thought + open_period
+
+    def _tell_thought(self, out: TextIO) -> None:
+        """Text mode: say once, before the reply, that (and how long) the model thought."""
+        if self._reasoning and not self._thought_told:
+            self._thought_told = True
+            seconds = self._thinking_seconds()
+            out.write(thinking_block("", seconds, markdown=False) + "\n\n")
 
     def _on_text(self, text: str) -> None:
         now = self.last_text_at = self._clock()
@@ -187,6 +229,7 @@ class LiveReply:
         self._size += len(text)
         if self.mode == "text":
             out = self._out or sys.stdout
+            self._tell_thought(out)
             out.write(text)
             out.flush()
             if self.first_shown_at is None:
@@ -214,6 +257,7 @@ class LiveReply:
                 break
         if self.mode == "text":
             out = self._out or sys.stdout
+            self._tell_thought(out)
             line = call_block(result.call.name, result.call.arguments, result, markdown=False)
             out.write(f"\n{line}\n")
             out.flush()
@@ -222,6 +266,12 @@ class LiveReply:
 
     def _live_markdown(self) -> str:
         pieces = []
+        if self._reasoning:
+            thinking = self._thinking_since is not None
+            block = thinking_block(
+                "".join(self._reasoning), self._thinking_seconds(), live=thinking
+            )
+            pieces.append(block + "\n\n")
         for segment in self._segments:
             if isinstance(segment, list):
                 pieces.append(protect_currency("".join(segment)))
@@ -238,7 +288,8 @@ class LiveReply:
             self._first_shown.set()
             self.throttle.mark(now, self._size)
             self._update({"text/markdown": self._live_markdown() + CURSOR})
-            if self.first_shown_at is None:
+            # Thinking shown is not the reply shown: that waits for text or a tool call.
+            if self.first_shown_at is None and self._segments:
                 self.first_shown_at = self._clock()
 
     # -- the end
@@ -254,6 +305,7 @@ class LiveReply:
         self._stop_ticker()
         if self.mode == "text":
             out = self._out or sys.stdout
+            self._tell_thought(out)  # a reply that was all thinking (or tool calls)
             facts, warnings = footer_parts(exchange)
             out.write(("\n\n" if self._segments else "") + "— " + " · ".join(facts) + "\n")
             for warning in warnings:

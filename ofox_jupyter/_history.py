@@ -47,7 +47,8 @@ __all__ = [
 
 #: ``PRAGMA user_version`` of the layout below. 0 is the first layout (no version set), which is
 #: migrated in place; a higher number than this is a newer ofox-jupyter's, which we do not write.
-SCHEMA_VERSION = 2
+#: 2 → 3 added the cached and reasoning token counts to ``usage``.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notebooks (
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS images (hash TEXT PRIMARY KEY, mime TEXT NOT NULL, da
 CREATE TABLE IF NOT EXISTS usage (
     notebook TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, cost REAL, requests INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (notebook, model));
 """
 
@@ -82,13 +84,20 @@ _CARRIED = (
         "images",
         "notebook",
     ),
-    ("usage", "notebook, model, prompt_tokens, completion_tokens, cost, requests", "notebook"),
+    (
+        "usage",
+        "notebook, model, prompt_tokens, completion_tokens, cost, requests, cached_tokens, "
+        "reasoning_tokens",
+        "notebook",
+    ),
 )
 
 _SCHEMA_STATEMENTS = tuple(s.strip() for s in _SCHEMA.split(";") if s.strip())
 
 #: Columns the first layout's ``turns`` lacked; added (and filled in) when it is migrated.
 _NEW_TURN_COLUMNS = ("cell_id", "origin", "slim_tokens", "image_tokens", "images")
+#: Columns ``usage`` lacked before schema 3 (counts of older requests stay 0).
+_NEW_USAGE_COLUMNS = ("cached_tokens", "reasoning_tokens")
 
 #: How long one write waits for another kernel's write to finish, and how often it tries again
 #: after that before the turn is kept in memory instead (see ``NotebookSession``).
@@ -251,7 +260,12 @@ class HistoryStore:
             raise
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        """Bring the first layout (or an empty file) to this one, keeping every chat."""
+        """Bring an older layout (or an empty file) to this one, keeping every chat and count."""
+        metered = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+        if metered:
+            for column in _NEW_USAGE_COLUMNS:
+                if column not in metered:
+                    db.execute(f"ALTER TABLE usage ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         existing = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
         # The first layout's index on (notebook, chat, position) is replaced by one that also
         # holds what a restore reads, so a restore never has to visit the rows themselves.
@@ -583,14 +597,15 @@ class HistoryStore:
             chats[index.name] = Conversation(index.name, index.system, conversation.turns)
         return chats
 
-    def usage(self, notebook: str) -> list[tuple[str, int, int, float | None, int]]:
-        """Rows of (model, prompt tokens, completion tokens, cost, requests) for ``notebook``."""
+    def usage(self, notebook: str) -> list[tuple[str, int, int, float | None, int, int, int]]:
+        """Rows of (model, prompt tokens, completion tokens, cost, requests, cached tokens,
+        reasoning tokens) for ``notebook``."""
         return self._read(
             lambda db: [
-                row
+                (*row[:5], _int(row[5]), _int(row[6]))
                 for row in db.execute(
-                    "SELECT model, prompt_tokens, completion_tokens, cost, requests FROM usage "
-                    "WHERE notebook = ? ORDER BY model",
+                    "SELECT model, prompt_tokens, completion_tokens, cost, requests, "
+                    "cached_tokens, reasoning_tokens FROM usage WHERE notebook = ? ORDER BY model",
                     (notebook,),
                 )
                 if isinstance(row[0], str)
@@ -664,17 +679,22 @@ class HistoryStore:
         completion: int,
         cost: float | None,
         requests: int = 1,
+        cached: int = 0,
+        reasoning: int = 0,
     ) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO usage (notebook, model, prompt_tokens, completion_tokens, cost, "
-                "requests) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (notebook, model) DO UPDATE SET "
+                "requests, cached_tokens, reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (notebook, model) DO UPDATE SET "
                 "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
                 "completion_tokens = completion_tokens + excluded.completion_tokens, "
                 "cost = CASE WHEN cost IS NULL AND excluded.cost IS NULL THEN NULL "
                 "ELSE COALESCE(cost, 0) + COALESCE(excluded.cost, 0) END, "
-                "requests = requests + excluded.requests",
-                (notebook, model, prompt, completion, cost, requests),
+                "requests = requests + excluded.requests, "
+                "cached_tokens = cached_tokens + excluded.cached_tokens, "
+                "reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens",
+                (notebook, model, prompt, completion, cost, requests, cached, reasoning),
             )
 
     def clear(self, notebook: str, chat: str | None = None) -> None:
@@ -773,6 +793,11 @@ def _sizes(turn: Turn) -> tuple[int, int, int]:
         return turn_sizes(turn)
     except (TypeError, ValueError, AttributeError):  # a parsed turn is checked; be sure
         return 0, 0, 0
+
+
+def _int(value: object) -> int:
+    """A stored count, or 0 when the row holds something else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:

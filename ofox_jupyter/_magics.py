@@ -32,7 +32,7 @@ from ._config import (
 from ._display import LiveReply
 from ._exceptions import ImageError, OfoxError, ToolError
 from ._history import HistoryStore, StoreError, default_history_path
-from ._markdown import dollars
+from ._markdown import dollars, use_escape_for
 from ._messages import utf8_safe
 from ._recent import RecentImages
 from ._render import format_cost, text_table
@@ -151,6 +151,7 @@ class OfoxMagics(Magics):
         from ._identity import detect_context, resolve
 
         ns = self.shell.user_ns if self.shell is not None else {}
+        use_escape_for(vscode="__vsc_ipynb_file__" in ns)  # how money is kept from math
         context = detect_context(ns, str(self.history_key))
         path = Path(self.history_path) if self.history_path else default_history_path()
         try:
@@ -618,12 +619,17 @@ class OfoxMagics(Magics):
         if not rows:
             self._show("*No requests yet in this notebook.*", "No requests yet in this notebook.")
             return
-        lines = ["| model | requests | tokens in | tokens out | cost |", "|---|---|---|---|---|"]
+        # The cached and reasoning columns only once some request had such tokens.
+        details = any(row[5] or row[6] for row in rows)
+        headers = ["model", "requests", "tokens in", "tokens out"]
+        headers += ["cached", "reasoning"] if details else []
+        headers.append("cost")
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         plain: list[tuple[str, ...]] = []
-        total_in = total_out = total_requests = 0
+        total_in = total_out = total_requests = total_cached = total_reasoning = 0
         charged: float | None = None
         listed = 0.0  # what the offline requests would have cost
-        for model, prompt, completion, cost, requests in rows:
+        for model, prompt, completion, cost, requests, cached, reasoning in rows:
             offline = model.endswith(OFFLINE_SUFFIX)
             if cost is None:
                 shown = "—"
@@ -631,22 +637,21 @@ class OfoxMagics(Magics):
                 shown, listed = f"({format_cost(cost)})", listed + cost
             else:
                 shown, charged = format_cost(cost), (charged or 0.0) + cost
-            lines.append(
-                f"| `{model}` | {requests} | {prompt:,} | {completion:,} | {dollars(shown)} |"
-            )
-            plain.append((model, str(requests), f"{prompt:,}", f"{completion:,}", shown))
+            counts = [str(requests), f"{prompt:,}", f"{completion:,}"]
+            counts += [f"{cached:,}", f"{reasoning:,}"] if details else []
+            lines.append(f"| `{model}` | {' | '.join(counts)} | {dollars(shown)} |")
+            plain.append((model, *counts, shown))
             total_in += prompt
             total_out += completion
             total_requests += requests
+            total_cached += cached
+            total_reasoning += reasoning
         shown = "—" if charged is None else format_cost(charged)
-        lines.append(
-            f"| **total** | {total_requests} | {total_in:,} | {total_out:,} | "
-            f"**{dollars(shown)}** |"
-        )
-        plain.append(("total", str(total_requests), f"{total_in:,}", f"{total_out:,}", shown))
-        table = text_table(
-            ("model", "requests", "tokens in", "tokens out", "cost"), plain, right=(1, 2, 3, 4)
-        )
+        counts = [str(total_requests), f"{total_in:,}", f"{total_out:,}"]
+        counts += [f"{total_cached:,}", f"{total_reasoning:,}"] if details else []
+        lines.append(f"| **total** | {' | '.join(counts)} | **{dollars(shown)}** |")
+        plain.append(("total", *counts, shown))
+        table = text_table(headers, plain, right=tuple(range(1, len(headers))))
         if listed:
             note = f"(offline requests are not charged; at list prices: {format_cost(listed)})"
             lines.append(f"\n*{dollars(note)}*")

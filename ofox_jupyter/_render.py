@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._markdown import dollars, protect_currency
 from ._messages import Message
 from ._session import Exchange
+from ._streaming import Usage
 from ._tools import ToolResult
 
 if TYPE_CHECKING:
@@ -29,7 +31,9 @@ __all__ = [
     "provenance",
     "render_replies",
     "text_table",
+    "thinking_block",
     "thumbnails_bundle",
+    "token_counts",
 ]
 
 
@@ -46,6 +50,38 @@ def format_cost(cost: float) -> str:
     return f"${cost:.{digits}f}"
 
 
+def token_counts(usage: Usage) -> str:
+    """``1,200 → 80 tokens``, with ``(1,000 cached, 50 reasoning)`` when the API said so."""
+    text = f"{usage.prompt_tokens:,} → {usage.completion_tokens:,} tokens"
+    extras = []
+    if usage.cached_tokens:
+        extras.append(f"{usage.cached_tokens:,} cached")
+    if usage.reasoning_tokens:
+        extras.append(f"{usage.reasoning_tokens:,} reasoning")
+    return f"{text} ({', '.join(extras)})" if extras else text
+
+
+_CLOSE_DETAILS = re.compile(r"</(details|summary)", re.IGNORECASE)
+
+
+def thinking_block(
+    reasoning: str, seconds: float | None, *, markdown: bool = True, live: bool = False
+) -> str:
+    """A reasoning model's thinking: collapsed under ``thought for 2.1 s`` (Markdown), or just
+    that line in plain text — the thinking itself is for those who open it."""
+    if live:
+        label = "thinking…" + (f" {seconds:.1f} s" if seconds is not None else "")
+    elif seconds is not None:
+        label = f"thought for {seconds:.1f} s"
+    else:
+        label = "thought before answering"  # not streamed: no duration to tell
+    if not markdown:
+        return f"({label})"
+    # The thinking is the model's text: it must not be able to close the block it sits in.
+    body = _CLOSE_DETAILS.sub(r"&lt;/\1", protect_currency(reasoning.strip()))
+    return f"<details><summary>{label}</summary>\n\n{body}\n\n</details>"
+
+
 def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     """The footer's facts and its warnings, as short phrases."""
     reply = exchange.reply
@@ -57,7 +93,7 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     if exchange.chat != "main":
         facts.append(f"chat {exchange.chat}")
     if reply.usage is not None:
-        facts.append(f"{reply.usage.prompt_tokens:,} → {reply.usage.completion_tokens:,} tokens")
+        facts.append(token_counts(reply.usage))
     if exchange.cost is not None:
         # Offline nothing is charged; the list price is still worth seeing while learning.
         cost = format_cost(exchange.cost)
@@ -151,6 +187,10 @@ def render_replies(exchange: Exchange, *, markdown: bool = True) -> str:
     then the final answer; a JSON-mode value pretty-printed."""
     results = {r.call.id: r for r in exchange.tool_results}
     pieces: list[str] = []
+    if exchange.reasoning:
+        pieces.append(
+            thinking_block(exchange.reasoning, exchange.reasoning_seconds, markdown=markdown)
+        )
     replies: Sequence[Message] = exchange.replies
     for message in replies:
         if message.role != "assistant":

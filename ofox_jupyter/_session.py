@@ -61,8 +61,10 @@ class RoundStart(NamedTuple):
 #: What a listener hears: stream events, each tool result as it is computed, and new rounds.
 SessionEvent = StreamEvent | ToolResult | RoundStart
 Listener = Callable[[SessionEvent], None]
-#: What one request gave: the reply, its status, the stream error if any, first-token seconds.
-Outcome = tuple[Reply, str, OfoxError | None, float | None]
+#: What one request gave: the reply, its status, the stream error if any, first-token seconds,
+#: and how long the model reasoned (seconds from its first reasoning to its first text or tool
+#: call; ``None`` when it did not reason, or the reply was not streamed).
+Outcome = tuple[Reply, str, OfoxError | None, float | None, float | None]
 
 
 def _ignore(event: SessionEvent) -> None:
@@ -123,6 +125,10 @@ class Exchange:
     #: a different served model a *fallback*, not just the gateway's name for the same model.
     fallback_asked: bool = False
     value: Any = None  # the parsed reply in JSON mode
+    #: The model's reasoning over every request of the exchange (shown collapsed, kept in the
+    #: turn, never sent back), and the seconds it took when the reply was streamed.
+    reasoning: str = ""
+    reasoning_seconds: float | None = None
 
     @property
     def text(self) -> str:
@@ -532,12 +538,18 @@ class NotebookSession:
         replies: list[Message] = []
         results: list[ToolResult] = []
         usages: list[Usage] = []
+        thoughts: list[str] = []
+        thinking: list[float] = []
         first: float | None = None
         limit_hit = False
         rounds = 0
         while True:
-            reply, status, error, first_at = yield list(sent), dict(params), started
+            reply, status, error, first_at, thought = yield list(sent), dict(params), started
             first = first if first is not None else first_at
+            if reply.reasoning:
+                thoughts.append(reply.reasoning)
+            if thought is not None:
+                thinking.append(thought)
             if reply.usage is not None:
                 usages.append(reply.usage)
             wants_tools = status == "complete" and bool(reply.tool_calls) and bool(registry)
@@ -589,6 +601,8 @@ class NotebookSession:
             tool_rounds=rounds,
             round_limit_hit=limit_hit,
             fallback_asked=_asks_fallback(params.get("provider")),
+            reasoning="\n\n".join(thoughts),
+            reasoning_seconds=sum(thinking) if thinking else None,
         )
         if options.expect_json and status == "complete" and not limit_hit:
             _parse_json_reply(exchange)
@@ -612,23 +626,25 @@ class NotebookSession:
                 raise Interrupted(None) from None
             for event in events_of_reply(reply):
                 notify(event)
-            return reply, "complete", None, None  # not streamed: no first token to time
+            return reply, "complete", None, None, None  # not streamed: nothing to time
         try:
             stream = client.stream(messages, model=options.model, **params)
         except KeyboardInterrupt:
             raise Interrupted(None) from None
         first: float | None = None
+        timer = _ReasoningTimer(self._clock)
         try:
             for event in stream:
                 if first is None and isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
                     first = self._clock() - started
+                timer.see(event)
                 notify(event)
-            return stream.reply, "complete", None, first
+            return stream.reply, "complete", None, first, timer.seconds()
         except KeyboardInterrupt:
             stream.close()
-            return stream.partial(), "interrupted", None, first
+            return stream.partial(), "interrupted", None, first, timer.seconds()
         except StreamError as err:
-            return err.partial, "partial", err, first
+            return err.partial, "partial", err, first, timer.seconds()
 
     async def _arequest(
         self,
@@ -648,25 +664,27 @@ class NotebookSession:
                 raise Interrupted(None) from None
             for event in events_of_reply(reply):
                 notify(event)
-            return reply, "complete", None, None  # not streamed: no first token to time
+            return reply, "complete", None, None, None  # not streamed: nothing to time
         try:
             stream = await client.stream(messages, model=options.model, **params)
         except asyncio.CancelledError:
             raise Interrupted(None) from None
         first: float | None = None
+        timer = _ReasoningTimer(self._clock)
         try:
             async for event in stream:
                 if first is None and isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
                     first = self._clock() - started
+                timer.see(event)
                 notify(event)
-            return await stream.get_reply(), "complete", None, first
+            return await stream.get_reply(), "complete", None, first, timer.seconds()
         except asyncio.CancelledError:
             # Stop was pressed: the owner cancelled this task on purpose, so the cancellation
             # ends here and the partial reply is kept, as a kernel interrupt does for the magic.
             await stream.aclose()
-            return stream.partial(), "interrupted", None, first
+            return stream.partial(), "interrupted", None, first, timer.seconds()
         except StreamError as err:
-            return err.partial, "partial", err, first
+            return err.partial, "partial", err, first, timer.seconds()
 
     def _finish(
         self, exchange: Exchange, message: Message, options: AskOptions, system_prompt: str | None
@@ -687,6 +705,8 @@ class NotebookSession:
                     usage.completion_tokens,
                     cost,
                     requests=requests,
+                    cached=usage.cached_tokens,
+                    reasoning=usage.reasoning_tokens,
                 )
             )
         has_content = bool(reply.text or exchange.replies)
@@ -713,6 +733,8 @@ class NotebookSession:
                 finish_reason=reply.finish_reason,
                 status=exchange.status,
                 created=time.time(),
+                reasoning=exchange.reasoning,
+                reasoning_seconds=exchange.reasoning_seconds,
             )
             _, replaced = conversation.record(turn)
             replaced_id = replaced.id if replaced is not None else None
@@ -728,7 +750,8 @@ class NotebookSession:
 
     # -- reports
 
-    def usage_rows(self) -> list[tuple[str, int, int, float | None, int]]:
+    def usage_rows(self) -> list[tuple[str, int, int, float | None, int, int, int]]:
+        """(model, tokens in, tokens out, cost, requests, cached tokens, reasoning tokens)."""
         if self.store is None:
             return []
         try:
@@ -759,7 +782,10 @@ class NotebookSession:
 
 
 def render_markdown(chats: list[Conversation]) -> str:
-    """Chats as a Markdown document: one section per chat, one block per message."""
+    """Chats as a Markdown document: one section per chat, one block per message (a reasoning
+    model's thinking collapsed above its reply)."""
+    from ._render import thinking_block  # _render builds on this module
+
     lines: list[str] = []
     for conversation in chats:
         lines.append(f"# Chat `{conversation.name}`\n")
@@ -771,7 +797,12 @@ def render_markdown(chats: list[Conversation]) -> str:
             attached = f" — {images} image{'s' * (images != 1)}" if images else ""
             lines.append(f"## {number}. You{attached}\n\n{protect_currency(turn.user.text)}\n")
             model = turn.served_model or turn.model
-            lines.append(f"## {number}. {model}{mark}\n\n{protect_currency(turn.text)}\n")
+            thought = (
+                thinking_block(turn.reasoning, turn.reasoning_seconds) + "\n\n"
+                if turn.reasoning
+                else ""
+            )
+            lines.append(f"## {number}. {model}{mark}\n\n{thought}{protect_currency(turn.text)}\n")
     return "\n".join(lines)
 
 
@@ -788,6 +819,9 @@ def render_history(conversation: Conversation, *, limit: int = 240) -> tuple[str
         images = len(turn.user.images)
         attached = f" (+{images} image{'s' * (images != 1)})" if images else ""
         model = turn.served_model or turn.model
+        if turn.reasoning:  # at a glance, only that it thought (the export keeps the thinking)
+            seconds = turn.reasoning_seconds
+            mark += f" (thought for {seconds:.1f} s)" if seconds is not None else " (thought)"
         question, answer = _glance(turn.user.text, limit), _glance(turn.text, limit)
         markdown.append(
             f"{number}. **You**{attached}: {protect_currency(question)}  \n"
@@ -820,7 +854,35 @@ def _sum_usage(usages: list[Usage]) -> Usage:
         prompt_tokens=sum(u.prompt_tokens for u in usages),
         completion_tokens=sum(u.completion_tokens for u in usages),
         total_tokens=sum(u.total_tokens for u in usages),
+        cached_tokens=sum(u.cached_tokens for u in usages),
+        reasoning_tokens=sum(u.reasoning_tokens for u in usages),
     )
+
+
+class _ReasoningTimer:
+    """How long a streamed reply reasoned: from its first reasoning piece to the first text or
+    tool call after it (or to the end, when nothing followed)."""
+
+    __slots__ = ("_clock", "_start", "_end")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._start: float | None = None
+        self._end: float | None = None
+
+    def see(self, event: StreamEvent) -> None:
+        if isinstance(event, ReasoningDelta):
+            if self._start is None:
+                self._start = self._clock()
+        elif self._start is not None and self._end is None:
+            if isinstance(event, (TextDelta, ToolCallDelta)):
+                self._end = self._clock()
+
+    def seconds(self) -> float | None:
+        if self._start is None:
+            return None
+        end = self._end if self._end is not None else self._clock()
+        return max(end - self._start, 0.0)
 
 
 def _parse_json_reply(exchange: Exchange) -> None:

@@ -43,23 +43,37 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts of one request, as the API reported them."""
+    """Token counts of one request, as the API reported them.
+
+    ``cached_tokens`` (of the prompt, read from the provider's prompt cache) and
+    ``reasoning_tokens`` (of the completion, spent thinking) come from OpenAI's
+    ``prompt_tokens_details`` / ``completion_tokens_details``; 0 when not reported.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
-    def to_dict(self) -> dict[str, int]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        # The details only when there are any, so usage without them keeps its old shape.
+        if self.cached_tokens:
+            data["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            data["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """Usage from the API's object; ``ValueError`` naming the field when a count is not a
-        whole number ≥ 0 (an upstream's ``"n/a"``, a float, a negative)."""
+        whole number ≥ 0 (an upstream's ``"n/a"``, a float, a negative). The details (cached
+        and reasoning tokens) are extras: one of the wrong type is ignored, not an error."""
         if not isinstance(data, Mapping):
             raise ValueError(f"usage is {_kind(data)}, not an object")
         counts: list[int | None] = []
@@ -67,13 +81,32 @@ class Usage:
             value = data.get(name)
             if value is None:
                 counts.append(None)
-            elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+            elif _is_count(value):
                 counts.append(value)
             else:
                 raise ValueError(f"usage.{name} is {_kind(value)}, not a token count")
         prompt, completion, total = counts
         prompt, completion = prompt or 0, completion or 0
-        return cls(prompt, completion, total if total is not None else prompt + completion)
+        cached = _detail(data, "prompt_tokens_details", "cached_tokens")
+        reasoning = _detail(data, "completion_tokens_details", "reasoning_tokens")
+        return cls(
+            prompt,
+            completion,
+            total if total is not None else prompt + completion,
+            cached_tokens=min(cached, prompt),  # more would make the cost negative
+            reasoning_tokens=reasoning,
+        )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _detail(data: Mapping[str, Any], group: str, name: str) -> int:
+    """A count inside ``usage.<group>``; 0 when absent or of the wrong type."""
+    details = data.get(group)
+    value = details.get(name) if isinstance(details, Mapping) else None
+    return value if isinstance(value, int) and _is_count(value) else 0
 
 
 # Events are NamedTuples: immutable like frozen dataclasses but several times cheaper to build,

@@ -13,8 +13,11 @@
 (seconds between streamed chunks), ``[emulator-fault: SPEC]`` (see ``_faults.py``),
 ``[emulator-filter]`` (finish_reason ``content_filter`` after three pieces),
 ``[emulator-bad-args]`` (tool-call arguments are not valid JSON: the closing brace is dropped),
-``[emulator-index-zero]`` (parallel tool calls all use stream index 0) and
-``[emulator-tool-loop]`` (tools are called again after tool results).  A malformed marker
+``[emulator-index-zero]`` (parallel tool calls all use stream index 0),
+``[emulator-tool-loop]`` (tools are called again after tool results),
+``[emulator-reasoning: N]`` (any model reasons first: N filler words as ``delta.reasoning``
+chunks, counted in ``completion_tokens_details.reasoning_tokens``) and ``[emulator-cached: N]``
+(``prompt_tokens_details.cached_tokens`` is N, at most the prompt tokens).  A malformed marker
 argument is a 400; an argument longer than 256 characters, or holding a bracket, is not a marker
 (this keeps the marker search linear in the prompt, whatever the prompt).
 """
@@ -43,10 +46,11 @@ __all__ = [
 # lazy argument followed by `\s*\]`, or an unbounded one, backtracks quadratically over a prompt
 # of unclosed markers, and one that may contain `[` rescans every following marker.
 _MARKER = re.compile(
-    r"\[emulator-(?P<name>words|delay|fault|filter|bad-args|index-zero|tool-loop)"
+    r"\[emulator-(?P<name>words|delay|fault|filter|bad-args|index-zero|tool-loop|reasoning|cached)"
     r"(?::(?P<arg>[^\[\]]{0,256})|\s{0,256})\]"
 )
 _MAX_FILLER_WORDS = 100_000
+_MAX_CACHED_TOKENS = 10**9
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class Markers:
     bad_args: bool = False
     index_zero: bool = False
     tool_loop: bool = False
+    reasoning: int | None = None  # words of reasoning to stream first (None: the model's own)
+    cached: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,14 @@ def _parse_markers(text: str) -> Markers:
     values: dict[str, Any] = {}
     for match in _MARKER.finditer(text):
         name, arg = match["name"], (match["arg"] or "").strip()
-        if name == "words":
+        if name in ("words", "reasoning"):
             if not (arg.isascii() and arg.isdigit()) or int(arg) > _MAX_FILLER_WORDS:
-                raise invalid_request(f"[emulator-words: N] needs 0 <= N <= {_MAX_FILLER_WORDS}")
-            values["words"] = int(arg)
+                raise invalid_request(f"[emulator-{name}: N] needs 0 <= N <= {_MAX_FILLER_WORDS}")
+            values[name] = int(arg)
+        elif name == "cached":
+            if not (arg.isascii() and arg.isdigit()) or int(arg) > _MAX_CACHED_TOKENS:
+                raise invalid_request(f"[emulator-cached: N] needs 0 <= N <= {_MAX_CACHED_TOKENS}")
+            values["cached"] = int(arg)
         elif name == "delay":
             values["delay"] = parse_delay(arg, "[emulator-delay: S]")
         elif name == "fault":

@@ -43,6 +43,10 @@ the request so they stay unique within a conversation.
 instance would be too large, see ``_schema.py``, is a 400).
 
 **Reasoning models** (``deepseek/deepseek-v4-pro``) first produce a short ``reasoning_content``.
+``[emulator-reasoning: N]`` makes any model reason first with N filler words, sent as
+``reasoning`` (OpenRouter's name for it) instead.  Reasoning pieces are reported as
+``usage.completion_tokens_details.reasoning_tokens``; ``[emulator-cached: N]`` reports
+``usage.prompt_tokens_details.cached_tokens`` (N, at most prompt_tokens).
 
 **Pieces and tokens**: text is split with ``\\s*\\S+\\s*`` so that joining the pieces gives the text
 back exactly; one piece is one streamed chunk and one completion token.  completion_tokens =
@@ -95,14 +99,21 @@ class Completion:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
-    usage: dict[str, int] = field(init=False)
+    #: The delta / message field the reasoning goes in (``reasoning_content`` or ``reasoning``).
+    reasoning_field: str = "reasoning_content"
+    cached_tokens: int = 0
+    usage: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_pieces:
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(self.reasoning_pieces)}
         object.__setattr__(self, "usage", usage)
 
     @property
@@ -250,7 +261,13 @@ def complete(
         if limit is not None and len(content_pieces) > limit:
             content_pieces, finish = content_pieces[:limit], "length"
 
-    reasoning_pieces = split_pieces(_reasoning(conv, calls)) if reasoning else []
+    reasoning_field = "reasoning_content"
+    if conv.markers.reasoning is not None:
+        words = [_FILLER[i % len(_FILLER)] for i in range(conv.markers.reasoning)]
+        reasoning_pieces = split_pieces(" ".join(words) + ".") if words else []
+        reasoning_field = "reasoning"
+    else:
+        reasoning_pieces = split_pieces(_reasoning(conv, calls)) if reasoning else []
     completion_tokens = (
         len(content_pieces)
         + len(reasoning_pieces)
@@ -264,4 +281,6 @@ def complete(
         finish_reason=finish,
         prompt_tokens=conv.prompt_tokens,
         completion_tokens=completion_tokens,
+        reasoning_field=reasoning_field,
+        cached_tokens=min(conv.markers.cached, conv.prompt_tokens),
     )

@@ -7,7 +7,8 @@ Stream layout (OpenAI convention, ofox-api.md §6)::
 
     : OPENROUTER PROCESSING                       (repeated every 0.5 s while the start is delayed)
     data: {... "delta": {"role": "assistant", "content": ""} ...}
-    data: {... "delta": {"reasoning_content": "…"} ...}      (reasoning models)
+    data: {... "delta": {"reasoning_content": "…"} ...}      (reasoning models; "reasoning"
+                                                             with [emulator-reasoning: N])
     data: {... "delta": {"content": "…"} ...}                (one word piece per chunk)
     data: {... "delta": {"tool_calls": [{"index": 0, "id": …, "function": {"name": …,
                                           "arguments": ""}}]}}        (first fragment of a call)
@@ -18,8 +19,10 @@ Stream layout (OpenAI convention, ofox-api.md §6)::
 
 Every chunk has the same ``id`` and ``created``; with ``include_usage`` every chunk before the
 usage chunk carries ``"usage": null``.  ``delay`` seconds pass before the role chunk and between
-chunks after it.  Fault counts (``disconnect:N`` …) count the chunks after the role chunk; when a
-stream has fewer, the fault happens right before the finish chunk.
+chunks after it, and once more between the last reasoning chunk and the answer (the model
+"finishing its thought", so a client can measure how long it thought).  Fault counts
+(``disconnect:N`` …) count the chunks after the role chunk; when a stream has fewer, the fault
+happens right before the finish chunk.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def completion_body(completion: Completion, completion_id: str, created: int) ->
     """The non-streamed ``chat.completion`` object (ofox-api.md §5)."""
     message: dict[str, Any] = {"role": "assistant", "content": completion.content}
     if completion.reasoning is not None:
-        message["reasoning_content"] = completion.reasoning
+        message[completion.reasoning_field] = completion.reasoning
     if completion.tool_calls:
         message["tool_calls"] = [
             {
@@ -134,7 +137,8 @@ def chunk_payloads(plan: StreamPlan) -> _Chunks:
             payload["usage"] = None
         return payload
 
-    body = [chunk({"reasoning_content": piece}) for piece in completion.reasoning_pieces]
+    field = completion.reasoning_field
+    body = [chunk({field: piece}) for piece in completion.reasoning_pieces]
     body += [chunk({"content": piece}) for piece in completion.content_pieces]
     for call in completion.tool_calls:
         first = {
@@ -256,6 +260,7 @@ class SSEResponse(Response):
         # the event loop's timers are coarse (about 1 ms), so per-chunk sleeps could never reach
         # rates like 2,000 chunks/s; sleeping only when ahead of schedule keeps the average exact.
         due = loop.time()
+        thought = len(plan.completion.reasoning_pieces)  # body chunks that are reasoning
         for sent in range(len(chunks.body) + 1):
             if sent == min(at, len(chunks.body)):
                 outcome = await self._fault(fault, chunks, write, pause)
@@ -271,7 +276,7 @@ class SSEResponse(Response):
             if sent == len(chunks.body):
                 break
             if sent > 0 and plan.delay > 0:
-                due += plan.delay
+                due += plan.delay * (2 if sent == thought else 1)
                 ahead = due - loop.time()
                 if ahead > 0.001 and not await pause(ahead):
                     raise _ClientGone
