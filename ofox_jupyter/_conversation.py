@@ -112,7 +112,8 @@ class Turn:
         try:
             if not isinstance(data, Mapping) or not isinstance(data.get("user"), Mapping):
                 raise ValueError("not a turn")
-            replies = data.get("replies") or ()
+            replies = data.get("replies")
+            replies = [] if replies is None else replies
             usage = data.get("usage")
             cell_id = data.get("cell_id")
             cost = data.get("cost")

@@ -866,3 +866,15 @@ def test_a_notebook_path_that_is_a_fifo_does_not_hang(ip, tmp_path, monkeypatch)
     monkeypatch.setenv("JPY_SESSION_NAME", str(fifo))
     restart(ip, save=False)  # would block forever reading the pipe
     cell(ip, "", "fine")
+
+
+def test_a_turn_without_replies_comes_back_from_the_store(tmp_path):
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    try:
+        bare = Turn(id="e" * 32, chat="main", user=user("asked, never answered"))
+        assert Turn.from_dict(bare.to_dict()) == bare
+        store.save_turn("nb", bare)
+        assert [t.user.text for t in store.load("nb")["main"].turns] == ["asked, never answered"]
+        assert store.skipped == 0
+    finally:
+        store.close()
