@@ -31,6 +31,7 @@ __all__ = [
     "is_loopback_host",
     "resolve_settings",
     "scrub",
+    "scrubbed_line",
 ]
 
 DEFAULT_BASE_URL = "https://api.ofox.ai/v1"
@@ -86,6 +87,14 @@ def scrub(text: str) -> str:
     for secret in sorted(_LIVE, key=lambda s: -len(s.reveal())):
         text = secret.redact(text)
     return text
+
+
+def scrubbed_line(text: str, limit: int) -> str:
+    """A server's or an upstream's text as an error may show it: no live secret (taken out
+    *before* the cut, so no prefix of one survives), on one line, at most ``limit``
+    characters, marked when cut."""
+    text = " ".join(scrub(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_api_key(key: str) -> str:

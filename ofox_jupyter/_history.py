@@ -378,7 +378,7 @@ class HistoryStore:
                         self._db.execute("BEGIN IMMEDIATE")
                         break
                     except sqlite3.OperationalError as err:
-                        if attempt == attempts - 1 or not _is_busy(err):
+                        if attempt == attempts - 1 or not is_busy(err):
                             raise
                         time.sleep(0.05 * (attempt + 1))
             finally:
@@ -800,6 +800,7 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _is_busy(err: sqlite3.OperationalError) -> bool:
+def is_busy(err: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed because another connection holds the lock."""
     text = str(err).lower()
     return "locked" in text or "busy" in text

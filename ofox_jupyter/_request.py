@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import Secret, scrub
+from ._config import Secret, scrubbed_line
 from ._exceptions import APIStatusError, RequestValidationError, status_error_class
 from ._messages import Message, messages_to_wire, utf8_safe
 
@@ -318,11 +318,11 @@ def status_error(
         message = text if text and not text.startswith("<") else "no error message"
     # Some servers echo the key they rejected, in any field: take it out of every one, and
     # before anything is cut short (a key crossing the cut would keep its prefix).
-    message = _cut(scrub(secret.redact(message) if secret is not None else message), 300)
+    message = scrubbed_line(secret.redact(message) if secret is not None else message, 300)
     if api_type is not None:
-        api_type = _cut(scrub(api_type), 60)
+        api_type = scrubbed_line(api_type, 60)
     if isinstance(code, str):
-        code = _cut(scrub(code), 60)
+        code = scrubbed_line(code, 60)
     elif isinstance(code, int) and abs(code) > 10**9:
         code = None  # not a code anyone would look up; a number that size only clutters
     return status_error_class(status)(
@@ -333,9 +333,3 @@ def status_error(
         request_id=headers.get("x-request-id"),
         retry_after=retry_after_seconds(headers) if status == 429 else None,
     )
-
-
-def _cut(text: str, limit: int) -> str:
-    """``text`` on one line and at most ``limit`` characters, marked when cut."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._conversation import Conversation, Turn, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
-from ._history import StoreError
+from ._history import StoreError, is_busy
 from ._markdown import protect_currency
 from ._messages import Message, assistant, user
 from ._streaming import (
@@ -368,7 +368,7 @@ class NotebookSession:
             except STORE_ERRORS as err:
                 self._pending = queue[index:]
                 self._store_failed(err, "write")
-                if isinstance(err, sqlite3.OperationalError) and _is_busy(err):
+                if isinstance(err, sqlite3.OperationalError) and is_busy(err):
                     self._store_busy, self._last_failure = True, err
                 return False
         for conversation in self.chats.values():
@@ -841,11 +841,6 @@ def _glance(text: str, limit: int) -> str:
 
 def _asks_fallback(provider: Any) -> bool:
     return isinstance(provider, Mapping) and bool(provider.get("fallback"))
-
-
-def _is_busy(err: sqlite3.OperationalError) -> bool:
-    text = str(err).lower()
-    return "locked" in text or "busy" in text
 
 
 def _sum_usage(usages: list[Usage]) -> Usage:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ._config import Secret, scrub
+from ._config import Secret, scrub, scrubbed_line
 from ._exceptions import StreamError, error_label
 from ._messages import Message, ToolCall, assistant, utf8_safe
 
@@ -374,17 +374,13 @@ def _error_text(error: Any) -> tuple[str, str | None, str | int | None]:
         api_type = error.get("type")
         code = error.get("code")
         return (
-            _one_line(message) if isinstance(message, str) and message else "unknown error",
+            scrubbed_line(message, 300)
+            if isinstance(message, str) and message
+            else "unknown error",
             api_type if isinstance(api_type, str) else None,
             code if isinstance(code, (str, int)) and not isinstance(code, bool) else None,
         )
-    return (_one_line(error) if isinstance(error, str) else "unknown error"), None, None
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    """A server's message on one line, cut (after the key was taken out: see ``broken``)."""
-    text = " ".join(scrub(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return (scrubbed_line(error, 300) if isinstance(error, str) else "unknown error"), None, None
 
 
 _NOT_JSON = object()
