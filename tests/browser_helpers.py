@@ -22,7 +22,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,12 @@ __all__ = [
     "JupyterLab",
     "NotebookPage",
     "Screenshots",
+    "chromium_fixture",
     "find_chromium",
+    "fresh_output",
+    "screenshot_on_failure",
+    "screenshots_fixture",
+    "shots_fixture",
     "skip_or_fail",
 ]
 
@@ -559,3 +565,50 @@ class NotebookPage:
             self.kernel_name, timeout=self.timeout_ms
         )
         self.executions = 0
+
+
+# -- the fixtures and helpers every browser test module shares. A module imports the fixtures by
+# -- their ``*_fixture`` names (pytest registers them under the ``name=`` given here), so that its
+# -- tests' parameters do not shadow an imported name.
+
+
+@pytest.fixture(scope="module", name="chromium")
+def chromium_fixture() -> str:
+    return find_chromium()
+
+
+def fresh_output(folder: Path) -> Path:
+    """``folder`` emptied first, so that every screenshot in it is from this run."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture(scope="module", name="screenshots")
+def screenshots_fixture(output_dir: Path) -> Screenshots:
+    return Screenshots(output_dir)  # one numbering across the module's tests
+
+
+@pytest.fixture(name="shots")
+def shots_fixture(screenshots: Screenshots, capsys: pytest.CaptureFixture[str]) -> Screenshots:
+    """The module's screenshots, their paths printed past pytest's output capture."""
+
+    def announce(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n{line}", end="")
+
+    screenshots.announce = announce
+    return screenshots
+
+
+@contextmanager
+def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator[None]:
+    """On any failure inside, save what the page showed, then let the failure through."""
+    try:
+        yield
+    except BaseException:
+        try:
+            shots.save(page, f"{name}-FAILED")
+        except Exception:  # noqa: BLE001 - the original failure matters more than this one
+            pass
+        raise

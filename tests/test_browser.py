@@ -22,7 +22,6 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,11 @@ from browser_helpers import (
     JupyterLab,
     NotebookPage,
     Screenshots,
-    find_chromium,
+    chromium_fixture,  # noqa: F401 - a fixture
+    fresh_output,
+    screenshot_on_failure,
+    screenshots_fixture,  # noqa: F401 - a fixture
+    shots_fixture,  # noqa: F401 - a fixture
 )
 
 if not IN_CI:  # in CI a missing package fails the import below instead
@@ -44,7 +47,6 @@ from playwright.sync_api import (  # noqa: E402
     ConsoleMessage,
     Error,
     Locator,
-    Page,
     expect,
     sync_playwright,
 )
@@ -78,16 +80,9 @@ def filler_words(text: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    return find_chromium()
-
-
-@pytest.fixture(scope="module")
 def output_dir() -> Path:
     """``test-output/browser/``, emptied first so that every screenshot there is from this run."""
-    shutil.rmtree(OUTPUT, ignore_errors=True)
-    OUTPUT.mkdir(parents=True)
-    return OUTPUT
+    return fresh_output(OUTPUT)
 
 
 @pytest.fixture(scope="module")
@@ -164,36 +159,6 @@ def notebook(
         yield nb
     finally:
         console.close()
-
-
-@pytest.fixture(scope="module")
-def screenshots(output_dir: Path) -> Screenshots:
-    return Screenshots(output_dir)  # one numbering across the module's tests
-
-
-@pytest.fixture
-def shots(screenshots: Screenshots, capsys: pytest.CaptureFixture[str]) -> Screenshots:
-    """The module's screenshots, their paths printed past pytest's output capture."""
-
-    def announce(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n{line}", end="")
-
-    screenshots.announce = announce
-    return screenshots
-
-
-@contextmanager
-def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator[None]:
-    """On any failure inside, save what the page showed, then let the failure through."""
-    try:
-        yield
-    except BaseException:
-        try:
-            shots.save(page, f"{name}-FAILED")
-        except Exception:  # noqa: BLE001 - the original failure matters more than this one
-            pass
-        raise
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +46,11 @@ from browser_helpers import (
     JupyterLab,
     NotebookPage,
     Screenshots,
-    find_chromium,
+    chromium_fixture,  # noqa: F401 - a fixture
+    fresh_output,
+    screenshot_on_failure,
+    screenshots_fixture,  # noqa: F401 - a fixture
+    shots_fixture,  # noqa: F401 - a fixture
 )
 
 if not IN_CI:  # in CI a missing package fails the import below instead
@@ -96,16 +98,9 @@ FAILED = re.compile(r"Traceback|\b\w+Error\b")
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    return find_chromium()
-
-
-@pytest.fixture(scope="module")
 def output_dir() -> Path:
     """``test-output/browser/history/``, emptied first: every screenshot there is from this run."""
-    shutil.rmtree(OUTPUT, ignore_errors=True)
-    OUTPUT.mkdir(parents=True)
-    return OUTPUT
+    return fresh_output(OUTPUT)
 
 
 @pytest.fixture(scope="module")
@@ -175,23 +170,6 @@ def page(
             context.close()
 
 
-@pytest.fixture(scope="module")
-def screenshots(output_dir: Path) -> Screenshots:
-    return Screenshots(output_dir)  # one numbering across the module's tests
-
-
-@pytest.fixture
-def shots(screenshots: Screenshots, capsys: pytest.CaptureFixture[str]) -> Screenshots:
-    """The module's screenshots, their paths printed past pytest's output capture."""
-
-    def announce(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n{line}", end="")
-
-    screenshots.announce = announce
-    return screenshots
-
-
 @dataclass
 class Analysis:
     """The first notebook, after its first save renamed it."""
@@ -227,19 +205,6 @@ def analysis(page: Page, lab: JupyterLab, screenshots: Screenshots) -> Analysis:
         save_with_new_name(notebook, RENAMED, screenshots)
         screenshots.save(page, "saved-as-analysis")
     return Analysis(notebook, untitled)
-
-
-@contextmanager
-def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator[None]:
-    """On any failure inside, save what the page showed, then let the failure through."""
-    try:
-        yield
-    except BaseException:
-        try:
-            shots.save(page, f"{name}-FAILED")
-        except Exception:  # noqa: BLE001 - the original failure matters more than this one
-            pass
-        raise
 
 
 # -- steps a person takes

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,11 @@ from browser_helpers import (
     JupyterLab,
     NotebookPage,
     Screenshots,
-    find_chromium,
+    chromium_fixture,  # noqa: F401 - a fixture
+    fresh_output,
+    screenshot_on_failure,
+    screenshots_fixture,  # noqa: F401 - a fixture
+    shots_fixture,  # noqa: F401 - a fixture
 )
 
 if not IN_CI:  # in CI a missing package fails the import below instead
@@ -107,16 +109,9 @@ FORMULAS = """node => [...node.querySelectorAll('mjx-container')].map(math => {
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    return find_chromium()
-
-
-@pytest.fixture(scope="module")
 def output_dir() -> Path:
     """``test-output/browser/render/``, emptied first: every screenshot there is from this run."""
-    shutil.rmtree(OUTPUT, ignore_errors=True)
-    OUTPUT.mkdir(parents=True)
-    return OUTPUT
+    return fresh_output(OUTPUT)
 
 
 def notebook_json(sources: list[str]) -> dict[str, Any]:
@@ -198,23 +193,6 @@ def page(
 
 
 @pytest.fixture(scope="module")
-def screenshots(output_dir: Path) -> Screenshots:
-    return Screenshots(output_dir)  # one numbering across the module's tests
-
-
-@pytest.fixture
-def shots(screenshots: Screenshots, capsys: pytest.CaptureFixture[str]) -> Screenshots:
-    """The module's screenshots, their paths printed past pytest's output capture."""
-
-    def announce(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n{line}", end="")
-
-    screenshots.announce = announce
-    return screenshots
-
-
-@pytest.fixture(scope="module")
 def notebook(page: Page, lab: JupyterLab, screenshots: Screenshots) -> NotebookPage:
     """The test's notebook open in JupyterLab, the extension loaded and MathJax ready."""
     with screenshot_on_failure(screenshots, page, "setup"):
@@ -229,19 +207,6 @@ def notebook(page: Page, lab: JupyterLab, screenshots: Screenshots) -> NotebookP
         expect(probe.locator(".jp-Cell-outputArea mjx-container")).to_have_count(1, timeout=WAIT)
         screenshots.save(page, "mathjax-ready", probe)
     return nb
-
-
-@contextmanager
-def screenshot_on_failure(shots: Screenshots, page: Page, name: str) -> Iterator[None]:
-    """On any failure inside, save what the page showed, then let the failure through."""
-    try:
-        yield
-    except BaseException:
-        try:
-            shots.save(page, f"{name}-FAILED")
-        except Exception:  # noqa: BLE001 - the original failure matters more than this one
-            pass
-        raise
 
 
 # -- steps
