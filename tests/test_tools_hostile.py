@@ -24,13 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofox_jupyter import ToolCall, _tools
-from ofox_jupyter._tools import (
-    MAX_CALLS_PER_ROUND,
-    MAX_RESULT_CHARS,
-    ToolRegistry,
-    ToolResult,
-    serialise,
-)
+from ofox_jupyter._results import MAX_RESULT_CHARS, serialise
+from ofox_jupyter._tools import MAX_CALLS_PER_ROUND, ToolRegistry, ToolResult
 
 
 def run(function: Any, arguments: str = "{}") -> ToolResult:
