@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 
-from ._display import CURSOR
+from ._display import CURSOR, LIVE_KEY
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -48,9 +48,6 @@ DEMO_DELAY = "0.05"
 
 #: The kernel name that means "a Python kernel in this very environment" (see ``_kernel_manager``).
 CURRENT_ENV_KERNEL = "ofox-current-env"
-
-# LiveReply ends the growing reply with CURSOR; updates without it are the status line or the
-# blank that precedes the final reply, and add no reply text.
 
 #: Seconds a cell may run before the demo gives up on it (a real model may think for a while).
 CELL_TIMEOUT = 600
@@ -171,32 +168,47 @@ class TerminalEcho:
         elif kind in ("display_data", "execute_result"):
             transient = content.get("transient") or {}
             if transient.get("display_id"):
-                # A live output begins (blank, then updated while the reply streams).
-                self._streamed = ""
+                # A live output begins (empty, then updated while the reply streams).
+                if self._streamed is None:
+                    self._streamed = ""
                 return
-            self._final(_text(content.get("data", {}), "text/plain"))
+            metadata = content.get("metadata") or {}
+            self._final(_text(content.get("data", {}), "text/plain"), reply="ofox" in metadata)
         elif kind == "update_display_data":
-            self._grow(_text(content.get("data", {}), "text/markdown", "text/plain"))
+            live = (content.get("metadata") or {}).get(LIVE_KEY)
+            if isinstance(live, dict) and isinstance(live.get("at"), int):
+                self._grow(live["at"], _text(content.get("data", {}), "text/markdown"))
+            # Other updates are the status line, thumbnails, or a live output emptied.
         elif kind == "error":
             self._write(f"{content.get('ename', 'Error')}: {content.get('evalue', '')}\n")
 
-    def _grow(self, text: str) -> None:
-        if not text.endswith(CURSOR):
-            return  # the status line, or the live output blanked before the final reply
-        text = text[: -len(CURSOR)]
+    def _grow(self, at: int, text: str) -> None:
+        """A live output holding the reply's text from ``at`` on (LiveReply's LIVE_KEY)."""
+        text = text.removesuffix(CURSOR)
         shown = self._streamed or ""
-        if text.startswith(shown):
-            self._write(text[len(shown) :])
-        else:  # the reply was rewritten rather than extended: start it again on a new line
-            self._write("\n" + text)
-        self._streamed = text
+        if at <= len(shown) < at + len(text):
+            added = text[len(shown) - at :]
+        elif at > len(shown):  # text we never saw (cannot happen): keep going on a new line
+            added = "\n" + text
+        else:
+            return  # nothing new (a finished block given its final text)
+        self._write(added)
+        self._streamed = shown + added
 
-    def _final(self, text: str) -> None:
+    def _final(self, text: str, *, reply: bool) -> None:
         if not text:
-            return  # a blank output
+            return  # an empty output
         shown = self._streamed or ""
+        if not reply:
+            # Thumbnails of the images sent, or something else the cell showed: on its own line.
+            self.end_line()
+            self._write(text if text.endswith("\n") else text + "\n")
+            return
+        footer = text.rfind("\n\n— ")
         if shown and text.startswith(shown):
             text = text[len(shown) :]  # the rest of the reply (throttled away) and the footer
+        elif shown and footer > 0 and text[:footer].endswith(" more characters in the Markdown)"):
+            text = text[footer:]  # a long reply's plain copy is shortened: it was seen live
         elif shown:
             text = "\n" + text
         self._write(text if text.endswith("\n") else text + "\n")

@@ -1,16 +1,30 @@
 """Rendering one exchange into a notebook cell (or a terminal) while it streams.
 
-Rich mode (a Jupyter frontend): a live output, updated in place through a display id, shows a
-status line until the first token and then the reply growing as Markdown. Updates are throttled
-twice over — at most ``max_rate`` a second, and only once the text has grown by a tenth since the
-last update — so however long the reply, the update rate is bounded and the bytes sent stay
-within about 12× the final reply (a geometric series: 1 + 1/0.1 + a little markup).
+Rich mode (a Jupyter frontend). While the reply arrives, everything the cell shows lives in
+*live* outputs, each published empty (``{}``) and then filled through its display id: the
+thumbnails of the images sent, a status line until the first token, and then the reply.
 
-When the reply is done, the live output is blanked and the final render is published as a *new*
-``display_data``. That is deliberate: nbval and some frontends ignore ``update_display_data``, so a
-reply that lived only in updates would be missing from saved notebooks and from their checks
-(style.md, "Known traps"). The blank live output is identical before and after, so stored and
-re-run notebooks compare equal.
+A long reply must not stall: re-sending the whole reply on every update costs bytes that grow with
+its square, and throttling that by growth leaves gaps of seconds. So finished Markdown blocks are
+*frozen*: at a cut where the two halves render like the whole (:func:`_markdown.block_starts`:
+after a blank line, never inside fenced code, display math, a list item or a table), the output
+that holds the growing text is given its finished part for the last time and a new live output
+takes the rest. Each update then re-sends only the paragraph being written, so updates can come
+every fraction of a second at any length (see :class:`UpdateThrottle`) and the bytes stay a small
+multiple of the reply (``bench/display_updates.py``).
+
+JupyterLab shows at most 50 outputs of a cell (its ``maxNumberOutputs``) and hides the rest, the
+newest text included; so a reply uses at most :data:`MAX_LIVE_OUTPUTS`. When a very long reply
+reaches that, the cell is cleared (``clear_output(wait=True)``, so nothing flickers) and goes on
+under a line saying how much was shown above; the whole reply is published once it is complete.
+
+When the reply is done, the live outputs are cleared and the finished render — thumbnails, then
+the reply with its footer and provenance — is published as new ``display_data``. nbval and some
+frontends ignore display updates and ``clear_output`` (style.md, "Known traps"): to them a live
+output is its first message, an empty bundle, which compares as nothing, so saved and re-run
+notebooks hold the same outputs and the reply appears once. A cell whose tools ran is not cleared
+(a tool may have printed there): its live outputs are emptied instead, and stay as empty outputs
+that show nothing.
 
 Text mode (terminal IPython): the reply is printed to stdout as it arrives, then the footer.
 """
@@ -25,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._markdown import protect_currency
+from ._markdown import block_starts, protect_currency
 from ._render import (
     call_block,
     final_bundle,
@@ -41,32 +55,116 @@ from ._tools import ToolResult
 if TYPE_CHECKING:
     from ._images import PreparedImage
 
-__all__ = ["BLANK", "CURSOR", "LiveReply", "UpdateThrottle"]
+__all__ = [
+    "BLANK",
+    "CURSOR",
+    "LIVE_KEY",
+    "MAX_GAP",
+    "MAX_LIVE_OUTPUTS",
+    "LiveReply",
+    "UpdateThrottle",
+]
 
 #: Ends the live text while the reply is still arriving (the demo strips it when echoing).
 CURSOR = " ▍"
-#: What the live output holds before and after streaming (see the module docstring).
-BLANK: dict[str, str] = {"text/plain": ""}
+#: What a live output holds when it is published and when it is retired: nothing, so that tools
+#: which ignore display updates (nbval) see nothing of it (see the module docstring).
+BLANK: dict[str, str] = {}
+#: Output metadata of a live output holding reply text: ``{LIVE_KEY: {"at": N}}``, where that
+#: text starts in the reply shown so far (``ofox-jupyter demo`` echoes a reply to the terminal
+#: from it).
+LIVE_KEY = "ofox_live"
+#: Outputs one reply may use while it streams (JupyterLab hides those after its 50th).
+MAX_LIVE_OUTPUTS = 40
+#: The longest text that has arrived waits before it is shown, in seconds (target: 0.5).
+MAX_GAP = 0.45
+#: Seconds between two updates at the least (a block that ends just after an update waits).
+_MIN_SPACING = 0.03
+#: Updates that may follow each other faster than ``max_rate`` (a finished block, then more).
+_BURST = 2.0
+#: The ``max_gap`` rule sends updates as long as all updates together stay within this many
+#: times the text arrived, plus :data:`_BUDGET_SLACK` characters (with the final render, about
+#: three times the reply at most).
+_GAP_BUDGET = 2.0
+_BUDGET_SLACK = 16_384
+#: While the model thinks, the collapsed thinking block holds only its latest characters.
+_LIVE_THINKING_CHARS = 2_000
 
 
 class UpdateThrottle:
-    """Decides when a growing reply is worth re-sending: rate-limited and growth-limited."""
+    """Decides when the growing part of a reply is worth re-sending.
 
-    def __init__(self, max_rate: float = 12.0, growth: float = 0.1) -> None:
-        self.min_interval = 1.0 / max_rate if max_rate > 0 else 0.0
-        self.growth = growth
+    Updates are paced by a token bucket: ``max_rate`` a second, a burst of two at most (so no
+    second sees more than ``max_rate + 2``), none within :data:`_MIN_SPACING` of the last. Within
+    that, an update is due
+
+    * at once when the text ends a block (its output then holds its final text, and freezing it
+      costs nothing more);
+    * once the text that arrived since the last update is at least ``1 / max_cost`` of what the
+      update sends (so the bytes stay within ``max_cost`` times the reply);
+    * in any case once text has waited ``max_gap`` seconds, as long as the bytes sent stay within
+      budget — a reply with nowhere to cut (one paragraph of 100k characters) is the exception,
+      and then grows by the rule above.
+
+    Freezing finished blocks keeps what an update sends small, so these rarely conflict."""
+
+    def __init__(
+        self, max_rate: float = 12.0, max_gap: float = MAX_GAP, max_cost: float = 1.5
+    ) -> None:
+        self.max_rate = max_rate
+        self.max_gap = max_gap
+        self.max_cost = max_cost
+        self._tokens = _BURST
         self._last_time: float | None = None
         self._last_size = 0
+        self._sent = 0
 
-    def due(self, now: float, size: int) -> bool:
+    def _allowed(self, now: float) -> bool:
+        if self._last_time is None or self.max_rate <= 0:
+            return True
+        elapsed = now - self._last_time
+        if elapsed < _MIN_SPACING:
+            return False
+        return min(_BURST, self._tokens + elapsed * self.max_rate) >= 1
+
+    def _within_budget(self, size: int, cost: int) -> bool:
+        return self._sent + cost <= _GAP_BUDGET * size + _BUDGET_SLACK
+
+    def due(self, now: float, size: int, cost: int, *, block_end: bool = False) -> bool:
+        """Whether to send an update of ``cost`` characters now that ``size`` have arrived;
+        ``block_end``: the text now ends a finished block."""
         if self._last_time is None:
             return True  # the first text is shown at once
-        if now - self._last_time < self.min_interval:
+        new = size - self._last_size
+        if new <= 0 or not self._allowed(now):
             return False
-        return size - self._last_size >= max(1.0, self.growth * self._last_size)
+        if block_end or new * self.max_cost >= cost:
+            return True
+        return now - self._last_time >= self.max_gap and self._within_budget(size, cost)
+
+    def overdue(self, now: float, size: int, cost: int) -> bool:
+        """Text has arrived and waited ``max_gap`` (checked by the ticker between chunks)."""
+        return (
+            self._last_time is not None
+            and size > self._last_size
+            and now - self._last_time >= self.max_gap
+            and self._allowed(now)
+            and self._within_budget(size, cost)
+        )
+
+    def pending(self, size: int) -> int:
+        """Characters arrived since the last update."""
+        return size - self._last_size
 
     def mark(self, now: float, size: int) -> None:
+        if self._last_time is not None and self.max_rate > 0:
+            refill = (now - self._last_time) * self.max_rate
+            self._tokens = max(0.0, min(_BURST, self._tokens + refill) - 1)
         self._last_time, self._last_size = now, size
+
+    def spent(self, characters: int) -> None:
+        """Count what an update sent (the budget of the ``max_gap`` rule)."""
+        self._sent += characters
 
 
 class _LiveCall:
@@ -77,6 +175,17 @@ class _LiveCall:
         self.id = call_id
         self.arguments: list[str] = []
         self.result: ToolResult | None = None
+
+
+class _Cut:
+    """Where the growing part of a reply can be split: ``position`` in its Markdown, and the
+    renderer's place in the reply that the rest then starts from."""
+
+    def __init__(self, position: int, segment: int, offset: int, reasoning: int) -> None:
+        self.position = position
+        self.segment = segment  # the first segment not wholly frozen
+        self.offset = offset  # characters of that segment (if it is text) already frozen
+        self.reasoning = reasoning  # reasoning pieces already frozen
 
 
 class LiveReply:
@@ -93,6 +202,7 @@ class LiveReply:
         stream: TextIO | None = None,
         tick_seconds: float = 0.5,
         sink: Callable[[dict[str, str]], None] | None = None,
+        max_outputs: int = MAX_LIVE_OUTPUTS,
     ) -> None:
         self.model = model
         # A widget passes a sink: every update goes to it instead of a display handle.
@@ -108,18 +218,31 @@ class LiveReply:
         self._segments: list[list[str] | _LiveCall] = []
         self._calls: dict[tuple[int, int], _LiveCall] = {}
         self._round = 0
-        self._size = 0
+        self._size = 0  # characters arrived (text, thinking, tool arguments)
         # A reasoning model's thinking, shown collapsed above the reply, and how long it took:
         # seconds of the periods already closed, and when the open one began (if one is open).
         self._reasoning: list[str] = []
         self._thought = 0.0
         self._thinking_since: float | None = None
         self._thought_told = False  # text mode: the "(thought for …)" line was written
+        # Rich mode: the live outputs (display handles), the one holding the growing text, and
+        # how much of the reply is frozen in the others (see the module docstring).
+        self._images: Sequence[PreparedImage] = ()
+        self._handles: list[Any] = []
         self._handle: Any = None
-        self._lock = threading.Lock()
+        self._max_outputs = max(3, max_outputs)
+        self._from_segment = 0
+        self._from_offset = 0
+        self._from_reasoning = 0
+        self._frozen_chars = 0  # Markdown characters frozen so far (LIVE_KEY's "at")
+        self._tail_cost = 0  # characters the growing output held at its last update
+        self._tail_shown: str | None = None  # what it shows, when that is a finished block
+        self._lock = threading.RLock()
         self._first_shown = threading.Event()
+        self._done = threading.Event()
         self._ticker: threading.Thread | None = None
         self.updates = 0  # live updates sent (for tests and benchmarks)
+        self.outputs = 0  # live outputs opened (for tests and benchmarks)
         # When the first text reached this renderer, when it had been handed to the frontend, and
         # when the latest text arrived (readings of ``clock``, monotonic by default; None until
         # then). bench/display_updates.py reads them through ``OfoxMagics.last_live`` to measure
@@ -140,12 +263,10 @@ class LiveReply:
         if self._sink is not None:
             self._update({"text/markdown": self._status()})
             return
-        from IPython.display import display
-
+        self._images = images
         if images:
-            display(thumbnails_bundle(images), raw=True)
-        self._handle = display(BLANK, raw=True, display_id=True)
-        self._update({"text/markdown": self._status()})
+            self._open(thumbnails_bundle(images))
+        self._open({"text/markdown": self._status()})
         if self._tick_seconds > 0:
             # Contextvars carry the kernel's parent header, so the ticker's updates reach this
             # cell; a plain thread would start with an empty context.
@@ -156,43 +277,64 @@ class LiveReply:
             self._ticker.start()
 
     def _tick(self) -> None:
-        while not self._first_shown.wait(self._tick_seconds):
+        """Until the first text, refresh the status line; after it, show text that has waited
+        too long for the next chunk (a model pausing mid-reply)."""
+        step = min(self._tick_seconds, self.throttle.max_gap / 4)
+        last_status = self._clock()
+        while not self._done.wait(step):
             with self._lock:
-                if self._first_shown.is_set():
+                if self._done.is_set():
                     return
-                self._update({"text/markdown": self._status()})
+                now = self._clock()
+                if not self._first_shown.is_set():
+                    if now - last_status >= self._tick_seconds:
+                        last_status = now
+                        self._update({"text/markdown": self._status()})
+                elif self.throttle.overdue(now, self._size, self._next_cost()):
+                    self._show(now)
 
     def _status(self) -> str:
         elapsed = self._clock() - self._started
         return f"… *waiting for {html.escape(self.model)}* · {elapsed:.1f} s"
 
-    def _update(self, bundle: dict[str, str]) -> None:
+    def _open(self, bundle: dict[str, str], metadata: dict[str, Any] | None = None) -> None:
+        """A new live output: published empty, then given ``bundle`` (module docstring)."""
+        from IPython.display import display
+
+        self._handle = display(BLANK, raw=True, display_id=True)
+        self._handles.append(self._handle)
+        self.outputs += 1
+        if bundle:
+            self._update(bundle, metadata)
+
+    def _update(self, bundle: dict[str, str], metadata: dict[str, Any] | None = None) -> None:
         if self._sink is not None:
             self._sink(bundle)
             self.updates += 1
         elif self._handle is not None:
-            self._handle.update(bundle, raw=True)
+            self._handle.update(bundle, raw=True, metadata=metadata or {})
             self.updates += 1
 
     # -- events
 
     def __call__(self, event: SessionEvent) -> None:
-        if isinstance(event, ReasoningDelta):
-            self._on_reasoning(event.text)
-            return
-        if self._thinking_since is not None and isinstance(event, (TextDelta, ToolCallDelta)):
-            self._thought += self._clock() - self._thinking_since
-            self._thinking_since = None
-        if isinstance(event, TextDelta):
-            self._on_text(event.text)
-        elif isinstance(event, ToolCallDelta):
-            self._on_call_fragment(event)
-        elif isinstance(event, ToolResult):
-            self._on_result(event)
-        elif isinstance(event, RoundStart):
-            self._round = event.number
-        elif isinstance(event, FinishEvent):
-            pass  # the finish reason goes to the footer
+        with self._lock:
+            if isinstance(event, ReasoningDelta):
+                self._on_reasoning(event.text)
+                return
+            if self._thinking_since is not None and isinstance(event, (TextDelta, ToolCallDelta)):
+                self._thought += self._clock() - self._thinking_since
+                self._thinking_since = None
+            if isinstance(event, TextDelta):
+                self._on_text(event.text)
+            elif isinstance(event, ToolCallDelta):
+                self._on_call_fragment(event)
+            elif isinstance(event, ToolResult):
+                self._on_result(event)
+            elif isinstance(event, RoundStart):
+                self._round = event.number
+            elif isinstance(event, FinishEvent):
+                pass  # the finish reason goes to the footer
 
     def _on_reasoning(self, text: str) -> None:
         now = self._clock()
@@ -202,8 +344,7 @@ class LiveReply:
         if self.mode == "text":
             return  # a terminal gets one "(thought for …)" line, not the thinking
         self._size += len(text)
-        if self.throttle.due(now, self._size):
-            self._show(now)
+        self._maybe_show(now)
 
     def _thinking_seconds(self) -> float:
         since = self._thinking_since
@@ -235,8 +376,9 @@ class LiveReply:
             if self.first_shown_at is None:
                 self.first_shown_at = self._clock()
             return
-        if self.throttle.due(now, self._size):
-            self._show(now)
+        # A blank line may end a block: shown at once (without the cursor), that output already
+        # holds its frozen text when the next block starts, and needs no extra update.
+        self._maybe_show(now, block_end=self._sink is None and text.endswith("\n\n"))
 
     def _on_call_fragment(self, event: ToolCallDelta) -> None:
         key = (self._round, event.position)
@@ -246,9 +388,8 @@ class LiveReply:
             self._segments.append(call)
         call.arguments.append(event.arguments)
         self._size += len(event.arguments)
-        now = self._clock()
-        if self.mode != "text" and self.throttle.due(now, self._size):
-            self._show(now)
+        if self.mode != "text":
+            self._maybe_show(self._clock())
 
     def _on_result(self, result: ToolResult) -> None:
         for call in self._calls.values():
@@ -264,14 +405,63 @@ class LiveReply:
             return
         self._show(self._clock())  # a tool finished: worth showing at once
 
+    # -- what the growing output shows
+
+    def _thinking_markdown(self, start: int) -> str:
+        """The thinking block for reasoning pieces from ``start`` on; while the model is still
+        thinking, only its latest characters (the block is collapsed: few ever open it live)."""
+        thinking = self._thinking_since is not None
+        text = "".join(self._reasoning[start:])
+        if thinking and len(text) > _LIVE_THINKING_CHARS:
+            text = "…" + text[-_LIVE_THINKING_CHARS:]
+        block = thinking_block(text, self._thinking_seconds(), live=thinking)
+        return block + "\n\n"
+
+    def _tail(self) -> tuple[str, list[_Cut]]:
+        """The Markdown of everything not yet frozen, and the places it may be cut, in order."""
+        pieces: list[str] = []
+        length = 0
+        cuts: list[_Cut] = []
+        segments = self._segments
+        if len(self._reasoning) > self._from_reasoning:
+            block = self._thinking_markdown(self._from_reasoning)
+            pieces.append(block)
+            length += len(block)
+            if self._thinking_since is None and len(segments) > self._from_segment:
+                cuts.append(
+                    _Cut(length, self._from_segment, self._from_offset, len(self._reasoning))
+                )
+        for index in range(self._from_segment, len(segments)):
+            segment = segments[index]
+            if isinstance(segment, list):
+                start = self._from_offset if index == self._from_segment else 0
+                text = "".join(segment)[start:]
+                markdown = protect_currency(text)
+                for at in block_starts(text):
+                    head = protect_currency(text[:at]) if "$" in text else text[:at]
+                    if markdown.startswith(head):  # always, by block_starts' contract
+                        cuts.append(
+                            _Cut(length + len(head), index, start + at, len(self._reasoning))
+                        )
+            else:
+                markdown = (
+                    "\n\n"
+                    + call_block(segment.name, "".join(segment.arguments), segment.result)
+                    + "\n\n"
+                )
+                if segment.result is not None and index + 1 < len(segments):
+                    cuts.append(
+                        _Cut(length + len(markdown), index + 1, 0, len(self._reasoning))
+                    )
+            pieces.append(markdown)
+            length += len(markdown)
+        return "".join(pieces), cuts
+
     def _live_markdown(self) -> str:
+        """The whole reply so far (a widget's single area shows it all)."""
         pieces = []
         if self._reasoning:
-            thinking = self._thinking_since is not None
-            block = thinking_block(
-                "".join(self._reasoning), self._thinking_seconds(), live=thinking
-            )
-            pieces.append(block + "\n\n")
+            pieces.append(self._thinking_markdown(0))
         for segment in self._segments:
             if isinstance(segment, list):
                 pieces.append(protect_currency("".join(segment)))
@@ -283,22 +473,114 @@ class LiveReply:
                 )
         return "".join(pieces)
 
+    def _next_cost(self) -> int:
+        """About what the next update sends: the growing output again, with what arrived."""
+        return self._tail_cost + self.throttle.pending(self._size)
+
+    def _maybe_show(self, now: float, block_end: bool = False) -> None:
+        if self.throttle.due(now, self._size, self._next_cost(), block_end=block_end):
+            self._show(now)
+
     def _show(self, now: float) -> None:
         with self._lock:
             self._first_shown.set()
             self.throttle.mark(now, self._size)
-            self._update({"text/markdown": self._live_markdown() + CURSOR})
+            if self._sink is not None:
+                self._update({"text/markdown": self._live_markdown() + CURSOR})
+            else:
+                self._show_tail()
             # Thinking shown is not the reply shown: that waits for text or a tool call.
             if self.first_shown_at is None and self._segments:
                 self.first_shown_at = self._clock()
+
+    def _show_tail(self) -> None:
+        markdown, cuts = self._tail()
+        done = 0  # characters of ``markdown`` frozen by this update
+        for cut in cuts:
+            if not done < cut.position < len(markdown):
+                continue
+            full = len(self._handles) >= self._max_outputs
+            if full and self._calls:
+                # A tool may have printed into this cell, so it is never cleared (module
+                # docstring): no more outputs, the rest grows in this one.
+                break
+            # Each finished block gets its final text once: the output that held the growing
+            # text may already show it as it is (see _on_text), a block finished since is sent
+            # to an output of its own.
+            frozen = markdown[done : cut.position]
+            if frozen != self._tail_shown:
+                self._send({"text/markdown": frozen})
+            self._frozen_chars += len(frozen)
+            done = cut.position
+            self._advance(cut)
+            if full:
+                self._roll_over()
+            self._open(BLANK)
+            self._tail_shown = None
+        self._compact()
+        markdown = markdown[done:]
+        # A finished block is shown as it will stay; a growing one ends in the cursor.
+        ending = "" if markdown.endswith("\n\n") else CURSOR
+        self._send({"text/markdown": markdown + ending})
+        self._tail_shown = markdown if not ending else None
+        self._tail_cost = len(markdown)
+
+    def _send(self, bundle: dict[str, str]) -> None:
+        """Update the output holding the growing text (with where its text starts)."""
+        self._update(bundle, {LIVE_KEY: {"at": self._frozen_chars}})
+        self.throttle.spent(sum(len(v) for v in bundle.values()))
+
+    def _advance(self, cut: _Cut) -> None:
+        """Forget what is frozen: the growing output starts at ``cut`` from now on."""
+        self._from_segment, self._from_offset = cut.segment, cut.offset
+        self._from_reasoning = cut.reasoning
+
+    def _compact(self) -> None:
+        """Keep only the unfrozen text of the first live segment, so each update joins a
+        paragraph, not the whole reply."""
+        if self._from_offset and self._from_segment < len(self._segments):
+            segment = self._segments[self._from_segment]
+            if isinstance(segment, list):
+                segment[:] = ["".join(segment)[self._from_offset :]]
+                self._from_offset = 0
+
+    def _roll_over(self) -> None:
+        """The cell has as many outputs as it may: start again under a line saying so."""
+        from IPython.display import clear_output
+
+        clear_output(wait=True)
+        self._handles.clear()
+        shown = f"{self._frozen_chars:,}"
+        self._open(
+            {
+                "text/markdown": f"*… {shown} characters above; the whole reply is shown here"
+                " once it is complete*"
+            }
+        )
 
     # -- the end
 
     def _stop_ticker(self) -> None:
         self._first_shown.set()
+        self._done.set()
         if self._ticker is not None:
             self._ticker.join()
             self._ticker = None
+
+    def _retire(self) -> None:
+        """Take the live outputs away: cleared, or (after tools ran) emptied."""
+        with self._lock:
+            if not self._handles:
+                return
+            if self._calls:
+                for handle in self._handles:
+                    handle.update(BLANK, raw=True)
+            else:
+                from IPython.display import clear_output
+
+                clear_output(wait=True)
+            self._handles.clear()
+            self._handle = None
 
     def finish(self, exchange: Exchange) -> None:
         """Replace the live output by the final render (reply, footer, provenance)."""
@@ -317,13 +599,17 @@ class LiveReply:
             return
         from IPython.display import display
 
-        with self._lock:
-            self._update(BLANK)
+        self._retire()
+        if self._images:
+            display(thumbnails_bundle(self._images), raw=True)
         display(final_bundle(exchange, self.fmt), raw=True, metadata=provenance(exchange))
 
     def abandon(self) -> None:
-        """The exchange failed before any reply: leave the live output blank."""
+        """The exchange failed before any reply: only the thumbnails of what was sent stay."""
         self._stop_ticker()
         if self.mode != "text" and self._sink is None:
-            with self._lock:
-                self._update(BLANK)
+            from IPython.display import display
+
+            self._retire()
+            if self._images:
+                display(thumbnails_bundle(self._images), raw=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ESCAPED_DOLLAR", "dollars", "protect_currency", "use_escape_for"]
+__all__ = ["ESCAPED_DOLLAR", "block_starts", "dollars", "protect_currency", "use_escape_for"]
 
 #: How a dollar that is money is written in Markdown we show (see the module docstring).
 ESCAPED_DOLLAR = "\\\\$"
@@ -123,3 +123,61 @@ def _closing_dollar(text: str, start: int) -> int | None:
         if not text[j - 1].isspace() and not (j + 1 < len(text) and text[j + 1].isdigit()):
             return j
         j += 1
+
+
+_FENCE_OPEN = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"[ \t]{0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
+#: The first characters of a line after a blank line that may still belong to the block above
+#: (an indented continuation or code, HTML, a link definition, a footnote): no cut there.
+_MAY_CONTINUE = frozenset(" \t<[:")
+
+
+def block_starts(text: str) -> list[int]:
+    """Where ``text`` (Markdown as a model writes it) may be cut so that its two halves, rendered
+    as two separate outputs, look like the whole rendered once.
+
+    A cut starts a line that follows a blank line, outside fenced code and ``$$`` display math,
+    and cannot continue the block above: it is not indented, not HTML or a definition, and not a
+    list item right after a list (the two would be one list). A line is only judged once a
+    character after its list marker has arrived, so a cut never depends on text still to come.
+    Currency escaping (:func:`protect_currency`) never looks across such a cut, so it gives the
+    same result on the halves as on the whole."""
+    cuts: list[int] = []
+    fence: str | None = None
+    display_math = False
+    open_html = 0
+    previous_blank = False
+    in_list = False  # the block above is a list (its items, and what is indented under them)
+    position = 0
+    for line in text.splitlines(keepends=True):
+        start, position = position, position + len(line)
+        stripped = line.strip()
+        if fence is not None:
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = None
+            previous_blank = False
+            continue
+        complete = line.endswith("\n") or len(line) >= 12  # enough to tell a list marker
+        item = bool(_LIST_ITEM.match(line))
+        if previous_blank and stripped:
+            if (
+                not display_math
+                and open_html <= 0
+                and complete
+                and line[0] not in _MAY_CONTINUE
+                and not (item and in_list)
+            ):
+                cuts.append(start)
+            if line[0] not in " \t":
+                in_list = item
+        elif not previous_blank and item and line[0] not in " \t":
+            in_list = True
+        opened = _FENCE_OPEN.match(line)
+        if opened:
+            fence = opened.group(1)
+        else:
+            display_math ^= line.count("$$") % 2 == 1
+            lowered = line.lower()
+            open_html += lowered.count("<details") - lowered.count("</details")
+        previous_blank = not stripped
+    return cuts

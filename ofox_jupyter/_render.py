@@ -27,6 +27,7 @@ __all__ = [
     "call_block",
     "final_bundle",
     "footer_parts",
+    "PLAIN_COPY_LIMIT",
     "format_cost",
     "provenance",
     "render_replies",
@@ -210,14 +211,22 @@ def render_replies(exchange: Exchange, *, markdown: bool = True) -> str:
     return "\n\n".join(pieces)
 
 
+#: A Markdown reply longer than this has a shortened ``text/plain`` copy (the reply is sent once,
+#: not twice; the Markdown is what frontends show, and ``_ofox.text`` holds it all).
+PLAIN_COPY_LIMIT = 2_000
+
+
 def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:
     """The finished reply with its footer, as a MIME bundle."""
     facts, warnings = footer_parts(exchange)
     text = render_replies(exchange, markdown=False)
     plain_footer = " · ".join(facts + [f"⚠ {w}" for w in warnings])
-    plain = f"{text}\n\n— {plain_footer}" if text else f"— {plain_footer}"
     if fmt == "text":
-        return {"text/plain": plain}
+        return {"text/plain": f"{text}\n\n— {plain_footer}" if text else f"— {plain_footer}"}
+    if len(text) > PLAIN_COPY_LIMIT:
+        rest = len(text) - PLAIN_COPY_LIMIT // 2
+        text = f"{text[: PLAIN_COPY_LIMIT // 2]}… ({rest:,} more characters in the Markdown)"
+    plain = f"{text}\n\n— {plain_footer}" if text else f"— {plain_footer}"
     shown = [dollars(html.escape(f)) for f in facts] + [
         f"⚠ {dollars(html.escape(w))}" for w in warnings
     ]

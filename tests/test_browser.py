@@ -18,6 +18,7 @@ in CI (``CI=true``), where a skip would quietly drop the only browser check.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -210,6 +211,66 @@ def test_reply_grows_in_the_page(notebook: NotebookPage, shots: Screenshots) -> 
     assert filler_words(final) == 120, final
     assert "offline emulator" in final and "tokens" in final, "the footer is missing"
     assert CURSOR not in final, "the streaming cursor was left behind"
+
+
+#: Records, in the page, every change of a cell's outputs: when (``performance.now()``, ms), how
+#: much text they hold, how many outputs there are, and whether JupyterLab hid some of them.
+WATCH_OUTPUTS = """area => {
+    const seen = [];
+    const look = () => seen.push([
+        performance.now(),
+        area.textContent.length,
+        area.querySelectorAll(':scope .jp-OutputArea-child').length,
+        area.querySelector('.jp-TrimmedOutputs') !== null,
+    ]);
+    new MutationObserver(look).observe(area, {subtree: true, childList: true, characterData: true});
+    window.__ofoxSeen = seen;
+}"""
+
+
+def test_a_long_reply_never_stalls_in_the_page(notebook: NotebookPage, shots: Screenshots) -> None:
+    """A 40k-character reply grows visibly at least every half second, never shows more outputs
+    than JupyterLab keeps (50), and ends as one output holding it all."""
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "long-reply"):
+        # A new code cell below the first %%ofox cell (the notebook ends in a Markdown cell).
+        above = notebook.code_cell("how a Jupyter widget talks to its kernel")
+        above.locator(".jp-InputArea-editor .cm-content").click()
+        page.keyboard.press("Escape")  # command mode
+        page.keyboard.press("b")  # a code cell below
+        page.locator(".jp-Notebook .jp-Cell.jp-mod-active .cm-content").click()
+        page.keyboard.type(
+            "%%ofox --chat long\nA long answer. [emulator-prose: 6000] [emulator-delay: 0.003]"
+        )
+        cell = notebook.code_cell("A long answer.")
+        area = cell.locator(".jp-Cell-outputArea")
+        area.evaluate(WATCH_OUTPUTS)
+        count = notebook.run(cell)
+        wait_until(lambda: CURSOR in notebook.state(cell)[1], "the reply to start")
+        time.sleep(4)
+        shots.save(page, "long-reply-streaming", cell)
+        notebook.wait_finished(cell, count, timeout=180)
+        shots.save(page, "long-reply-final", cell)
+        seen = page.evaluate("window.__ofoxSeen")
+        final_outputs = area.locator(".jp-OutputArea-child").count()
+        text = notebook.state(cell)[1]
+
+    (OUTPUT / "long-reply-seen.json").write_text(json.dumps(seen))
+    # While it streams: from the first text to the final render (the text then jumps to the
+    # whole reply, in one output).
+    whole = seen[-1][1]
+    end = next(i for i, s in enumerate(seen) if s[1] >= 0.9 * whole)
+    streaming = [s for s in seen[:end] if s[1] > 0]
+    assert len(streaming) > 50, f"only {len(streaming)} changes seen while streaming"
+    times = [s[0] / 1000 for s in streaming]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[-1] - times[0] > 5, "the reply streamed too fast to tell"
+    # The kernel sends an update at least every 0.45 s; the page renders Markdown on its own
+    # schedule, so a change is seen up to a frame or two later.
+    assert max(gaps) <= 0.55, f"the reply stalled for {max(gaps):.2f} s in the page"
+    assert max(s[2] for s in seen) <= 41 and not any(s[3] for s in seen), "outputs were hidden"
+    assert final_outputs == 1, "the reply, once"
+    assert CURSOR not in text and "tokens" in text and "It costs $5" in text
 
 
 def open_chat(notebook: NotebookPage) -> Locator:

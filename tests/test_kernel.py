@@ -26,7 +26,8 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
-BLANK = {"text/plain": ""}
+BLANK: dict[str, str] = {}  # what a live output is published with and retired to
+LIVE_KEY = "ofox_live"  # metadata of a live output holding reply text
 STATUS = re.compile(r"^… \*waiting for (?P<model>[^*]+)\* · (?P<seconds>\d+\.\d) s$")
 MAGICS = "get_ipython().magics_manager.registry['OfoxMagics']"
 TIMEOUT = 60.0  # seconds for any one execution; a hung kernel fails the test, not the run
@@ -96,6 +97,49 @@ class Execution:
             for m in self.messages
             if m["msg_type"] in ("display_data", "update_display_data")
         ]
+
+    def saved_outputs(self) -> list[dict[str, Any]]:
+        """The outputs a frontend keeps once the cell is done (what JupyterLab and nbclient
+        save): display updates applied by display id, ``clear_output(wait=True)`` applied when
+        the next output arrives."""
+        return self._frontend()[0]
+
+    def most_outputs(self) -> int:
+        """The most outputs the cell had at any moment (JupyterLab hides those past 50)."""
+        return self._frontend()[1]
+
+    def _frontend(self) -> tuple[list[dict[str, Any]], int]:
+        most = 0
+        outputs: list[dict[str, Any]] = []
+        ids: list[str | None] = []
+        clear_next = False
+        for m in self.messages:
+            kind, content = m["msg_type"], m["content"]
+            if kind == "clear_output":
+                if content.get("wait"):
+                    clear_next = True
+                else:
+                    outputs, ids = [], []
+                continue
+            if kind not in ("display_data", "stream", "error", "execute_result"):
+                if kind == "update_display_data":
+                    target = content.get("transient", {}).get("display_id")
+                    for i, display_id in enumerate(ids):
+                        if display_id == target:
+                            outputs[i] = {
+                                "type": outputs[i]["type"],
+                                "data": content["data"],
+                                "metadata": content["metadata"],
+                            }
+                continue
+            if clear_next:
+                outputs, ids, clear_next = [], [], False
+            outputs.append(
+                {"type": kind, "data": content.get("data"), "metadata": content.get("metadata", {})}
+            )
+            ids.append(content.get("transient", {}).get("display_id"))
+            most = max(most, len(outputs))
+        return outputs, most
 
 
 class Kernel:
@@ -178,45 +222,63 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
 
 
 def live_and_final(run: Execution) -> tuple[list[Display], Display]:
-    """The live output's messages (its first display and its updates) and the final display."""
+    """The live outputs' messages (each published empty, then updated) and the final display."""
     displays = run.displays
-    first = displays[0]
-    assert first.msg_type == "display_data" and first.data == BLANK and first.display_id
-    live = [d for d in displays if d.display_id == first.display_id]
-    others = [d for d in displays if d.display_id != first.display_id]
-    assert [d.msg_type for d in live[1:]] == ["update_display_data"] * (len(live) - 1)
+    live = [d for d in displays if d.display_id]
+    others = [d for d in displays if not d.display_id]
+    assert live and live[0].msg_type == "display_data" and live[0].data == BLANK
+    assert all(d.data == BLANK for d in live if d.msg_type == "display_data")
     assert len(others) == 1 and others[0].msg_type == "display_data", "one final display_data"
+    assert max(d.at for d in live) <= others[0].at
+    # What the frontend keeps: the reply, once; the live outputs were cleared.
+    assert run.saved_outputs() == [
+        {"type": "display_data", "data": others[0].data, "metadata": others[0].metadata}
+    ]
     return live, others[0]
 
 
-def test_streaming_is_throttled_in_a_real_kernel(kernel: Kernel) -> None:
+def test_streaming_never_stalls_in_a_real_kernel(kernel: Kernel) -> None:
     run = kernel.execute(
-        "%%ofox --chat throttle\nStream a long one. [emulator-words: 2000] [emulator-delay: 0.0005]"
+        "%%ofox --chat throttle\nStream a long one. [emulator-prose: 3000] [emulator-delay: 0.0005]"
     ).ok()
     reply = kernel.evaluate("_ofox.text")
     turn_id = kernel.evaluate("_ofox.turn.id")
     live, final = live_and_final(run)
 
-    texts = [i for i, d in enumerate(live) if d.markdown and not d.is_status]
+    texts = [d for d in live if LIVE_KEY in d.metadata]
     assert texts, "the reply never showed while streaming"
-    first_text = live[texts[0]]
-    assert all(d.is_status for d in live[1 : texts[0]])  # before the text: the status line only
-    assert live[-1].data == BLANK  # the live output ends blank; the reply is the final display
-    assert live[-1].at <= final.at
-
-    streaming = final.at - first_text.at
+    # Finished blocks are frozen in outputs of their own; past 40, the cell starts again under
+    # a line saying how much is above (JupyterLab would hide the outputs past 50).
+    assert len({d.display_id for d in texts}) > 40
+    assert run.most_outputs() <= 40
+    assert any("characters above" in d.markdown for d in live)
+    streaming = texts[-1].at - texts[0].at
     assert streaming >= 1.0, f"streamed in {streaming:.2f} s: too fast to test the throttle"
-    later = live[texts[0] + 1 :]  # the updates after the first text (the final blank included)
-    rate = len(later) / streaming
-    assert len(texts) >= 5, "the reply was not updated in place while streaming"
-    assert rate <= 15, f"{len(later)} updates in {streaming:.2f} s = {rate:.1f}/s"
+    # A frozen block and the new output after it are one update of the page (sent together).
+    moments = [t for i, t in enumerate(d.at for d in texts) if i == 0 or t - texts[i - 1].at > 0.01]
+    rate = (len(moments) - 1) / streaming
+    assert rate <= 15, f"{len(moments)} updates in {streaming:.2f} s = {rate:.1f}/s"
+    gaps = [b - a for a, b in zip(moments, moments[1:], strict=False)]
+    assert max(gaps) <= 0.5, f"the reply stalled for {max(gaps):.2f} s"
+
+    # The live outputs, read in order at their "at" offsets, spell the reply as it grew.
+    shown = ""
+    for d in texts:
+        at = d.metadata[LIVE_KEY]["at"]
+        assert at <= len(shown), "a live output skipped text"
+        shown = shown[:at] + d.markdown.removesuffix(" ▍")
+    assert shown == final.markdown[: len(shown)] and len(shown) > 0.9 * len(reply)
 
     sent = sum(d.payload_bytes for d in run.displays)
     ratio = sent / len(reply.encode())
-    assert ratio <= 20, f"{sent:,} display bytes for a {len(reply.encode()):,}-byte reply"
+    assert ratio <= 3, f"{sent:,} display bytes for a {len(reply.encode()):,}-byte reply"
 
-    assert final.markdown.startswith(reply) and len(reply.split()) > 2000
-    assert final.data["text/plain"].startswith(reply)
+    # The reply, its money escaped (JupyterLab would typeset "$5 … $x" as math), then the footer.
+    assert len(reply.split()) > 2000 and "It costs $5 where $x^2$ grows." in reply
+    assert final.markdown.startswith(reply.replace("$5", "\\\\$5") + "\n\n<sub>")
+    # A long reply's plain copy is shortened: the reply is sent once, not twice.
+    plain = final.data["text/plain"]
+    assert plain.startswith(reply[:1000] + "… (") and len(plain) < 1200
     provenance = final.metadata["ofox"]
     assert provenance["chat"] == "throttle" and provenance["turn_id"] == turn_id
     assert provenance["status"] == "complete" and provenance["offline"] is True
@@ -261,7 +323,7 @@ def test_cell_ids_from_the_frontend(kernel: Kernel) -> None:
 def test_status_line_ticks_before_the_first_token(kernel: Kernel) -> None:
     run = kernel.execute("%%ofox --chat slow\nTake your time. [emulator-fault: slow:1.2]").ok()
     live, final = live_and_final(run)
-    texts = [i for i, d in enumerate(live) if d.markdown and not d.is_status]
+    texts = [i for i, d in enumerate(live) if LIVE_KEY in d.metadata]
     before = live[1 : texts[0]]
     statuses = [s for d in before if (s := d.status_seconds) is not None]
     assert len(statuses) == len(before), "only status lines before the reply"
@@ -309,7 +371,9 @@ def test_image_last_picks_up_an_inline_plot(kernel: Kernel) -> None:
     ).ok()
     assert any("image/png" in d.data for d in plotted.displays), "the plot was displayed"
     run = kernel.execute("%%ofox -i last\nWhat does this plot show?").ok()
-    thumbnails = run.displays[0]
+    saved = run.saved_outputs()
+    assert len(saved) == 2, "the thumbnails, then the reply"
+    thumbnails = [d for d in run.displays if not d.display_id][0]
     assert thumbnails.data["text/plain"].startswith("[sent 1 image: last (")
     assert '<img src="data:image/jpeg;base64,' in thumbnails.data["text/html"]
     final = run.displays[-1]

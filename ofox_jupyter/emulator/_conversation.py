@@ -9,8 +9,10 @@
   an assistant message's text includes its tool calls' names and arguments.
 
 **Markers** (only in the last user message; all removed from the restated prompt):
-``[emulator-words: N]`` (N filler words appended to the reply), ``[emulator-delay: S]``
-(seconds between streamed chunks), ``[emulator-fault: SPEC]`` (see ``_faults.py``),
+``[emulator-words: N]`` (N filler words appended to the reply), ``[emulator-prose: N]`` and
+``[emulator-code: N]`` (about N words of structured Markdown, ``_document.py``),
+``[emulator-delay: S]`` (seconds between streamed chunks), ``[emulator-fault: SPEC]`` (see
+``_faults.py``),
 ``[emulator-filter]`` (finish_reason ``content_filter`` after three pieces),
 ``[emulator-bad-args]`` (tool-call arguments are not valid JSON: the closing brace is dropped),
 ``[emulator-index-zero]`` (parallel tool calls all use stream index 0),
@@ -46,7 +48,8 @@ __all__ = [
 # lazy argument followed by `\s*\]`, or an unbounded one, backtracks quadratically over a prompt
 # of unclosed markers, and one that may contain `[` rescans every following marker.
 _MARKER = re.compile(
-    r"\[emulator-(?P<name>words|delay|fault|filter|bad-args|index-zero|tool-loop|reasoning|cached)"
+    r"\[emulator-(?P<name>words|prose|code|delay|fault|filter|bad-args|index-zero|tool-loop"
+    r"|reasoning|cached)"
     r"(?::(?P<arg>[^\[\]]{0,256})|\s{0,256})\]"
 )
 _MAX_FILLER_WORDS = 100_000
@@ -58,6 +61,8 @@ class Markers:
     """The ``[emulator-…]`` markers found in the last user message."""
 
     words: int = 0
+    prose: int = 0  # words of structured Markdown (see _document.py)
+    code: int = 0
     delay: float | None = None
     fault: str | None = None
     filter: bool = False
@@ -121,7 +126,7 @@ def _parse_markers(text: str) -> Markers:
     values: dict[str, Any] = {}
     for match in _MARKER.finditer(text):
         name, arg = match["name"], (match["arg"] or "").strip()
-        if name in ("words", "reasoning"):
+        if name in ("words", "prose", "code", "reasoning"):
             if not (arg.isascii() and arg.isdigit()) or int(arg) > _MAX_FILLER_WORDS:
                 raise invalid_request(f"[emulator-{name}: N] needs 0 <= N <= {_MAX_FILLER_WORDS}")
             values[name] = int(arg)

@@ -22,7 +22,9 @@ Nothing here depends on time or randomness: the same request always gives the sa
   ``You said nothing in text.`` instead of the quote;
 * the block of ``System prompt`` / ``Image N`` / ``Earlier…`` lines is left out when empty, and
   each of its lines only appears when it applies (see ``_images.py`` for the image description);
-* ``[emulator-words: N]`` appends a blank line and N filler words ending with a full stop.
+* ``[emulator-words: N]`` appends a blank line and N filler words ending with a full stop;
+  ``[emulator-prose: N]`` and ``[emulator-code: N]`` append about N words of structured Markdown
+  (headings, lists, tables, fenced code; see ``_document.py``).
 
 When the last messages are ``role: tool`` results, the reply lists them instead::
 
@@ -64,6 +66,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._conversation import Conversation, text_of
+from ._document import code_document, prose_document
 from ._errors import invalid_request
 from ._schema import SchemaTooLarge, instance
 from ._tools import select_calls
@@ -157,6 +160,10 @@ def _user_reply(conv: Conversation, model: str) -> str:
     if conv.markers.words:
         words = [_FILLER[i % len(_FILLER)] for i in range(conv.markers.words)]
         parts.append(" ".join(words) + ".")
+    if conv.markers.prose:
+        parts.append(prose_document(conv.markers.prose))
+    if conv.markers.code:
+        parts.append(code_document(conv.markers.code))
     return "\n\n".join(parts)
 
 

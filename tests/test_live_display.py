@@ -1,0 +1,239 @@
+"""The live display of a streaming reply: finished blocks frozen, the growing tail updated often
+and cheaply, the cell left holding the reply once.
+
+These drive :class:`LiveReply` in-process with a fake clock and a display publisher that keeps
+every message (updates and clears included), and read the result as a frontend would.
+``tests/test_kernel.py`` checks the same in a real kernel, ``bench/display_updates.py`` measures
+it at length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+from ofox_jupyter._display import BLANK, CURSOR, LIVE_KEY, LiveReply, UpdateThrottle
+from ofox_jupyter._markdown import block_starts, protect_currency
+from ofox_jupyter._streaming import TextDelta
+from ofox_jupyter.emulator._document import code_document, prose_document
+from ofox_jupyter.emulator._model import split_pieces
+
+
+class Recorder(DisplayPublisher):
+    """Keeps every display message and clear, and the outputs a frontend would show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[dict[str, Any]] = []
+        self.outputs: list[dict[str, Any]] = []
+        self.most = 0
+        self._clear_next = False
+        self.clock: Clock | None = None  # stamps each message, when set
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
+        display_id = (transient or {}).get("display_id")
+        self.messages.append(
+            {
+                "data": data,
+                "metadata": metadata or {},
+                "id": display_id,
+                "update": update,
+                "t": self.clock() if self.clock else None,
+            }
+        )
+        if update:
+            for output in self.outputs:
+                if output["id"] == display_id:
+                    output["data"], output["metadata"] = data, metadata or {}
+            return
+        if self._clear_next:
+            self.outputs, self._clear_next = [], False
+        self.outputs.append({"data": data, "metadata": metadata or {}, "id": display_id})
+        self.most = max(self.most, len(self.outputs))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.messages.append({"clear": wait})
+        if wait:
+            self._clear_next = True
+        else:
+            self.outputs = []
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    shell = InteractiveShell.instance()
+    saved = shell.display_pub
+    shell.display_pub = recorder = Recorder()
+    try:
+        yield recorder
+    finally:
+        shell.display_pub = saved
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stream(text: str, chunks_per_second: float, **options: Any) -> tuple[LiveReply, Clock]:
+    clock = Clock()
+    publisher = InteractiveShell.instance().display_pub
+    if isinstance(publisher, Recorder):
+        publisher.clock = clock
+    live = LiveReply("m", clock=clock, tick_seconds=0, **options)
+    live.start()
+    for piece in split_pieces(text):
+        clock.now += 1 / chunks_per_second
+        live(TextDelta(piece))
+    return live, clock
+
+
+def shown_text(recorder: Recorder) -> str:
+    """The reply as the live outputs spelled it, read at their ``LIVE_KEY`` offsets."""
+    shown = ""
+    for message in recorder.messages:
+        live = message.get("metadata", {}).get(LIVE_KEY)
+        if message.get("update") and live:
+            assert live["at"] <= len(shown), "a live output skipped text"
+            text = message["data"]["text/markdown"].removesuffix(CURSOR)
+            shown = shown[: live["at"]] + text
+    return shown
+
+
+@pytest.mark.parametrize("document", [prose_document, code_document])
+@pytest.mark.parametrize("rate", [100, 500])
+def test_a_long_reply_streams_in_frozen_blocks(recorder, document, rate):
+    text = document(4000)
+    live, clock = stream(text, rate)
+    updates = [m for m in recorder.messages if m.get("update") and LIVE_KEY in m["metadata"]]
+    # Every published live output starts empty (nbval, which ignores updates, sees nothing).
+    assert all(m["data"] == BLANK for m in recorder.messages if "data" in m and not m["update"])
+    # Frozen outputs and the growing one, in order, spell the reply as it grew: all of it
+    # but what came in the last half second (shown by the final render).
+    whole, shown = protect_currency(text), shown_text(recorder)
+    assert whole.startswith(shown) and len(whole) - len(shown) <= 0.5 * rate * 12
+    assert live.outputs > 40 and recorder.most <= 40  # rolled over, never past 40 at once
+    # Each update sends little: all of them together are about twice the reply.
+    sent = sum(len(m["data"]["text/markdown"]) for m in updates)
+    assert sent <= 2.2 * len(text)
+
+
+@pytest.mark.parametrize("document", [prose_document, code_document])
+def test_text_never_waits_half_a_second(recorder, document):
+    stream(document(3000), 100)  # a slow model: about 600 characters a second
+    times = [m["t"] for m in recorder.messages if m.get("update") and LIVE_KEY in m["metadata"]]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(times) > 50 and max(gaps) <= 0.5
+    # at most 14 in any second: 12 a second and a burst of two (a frozen block and the output
+    # after it are one moment)
+    moments = sorted(set(times))
+    assert max(sum(1 for t in moments if s <= t < s + 1) for s in moments) <= 14
+
+
+def test_finishing_leaves_only_the_reply(recorder):
+    live, clock = stream(prose_document(300), 500)
+    live._retire()  # what finish() does before publishing the final render
+    assert recorder.messages[-1] == {"clear": True}
+
+
+def test_one_paragraph_without_cuts_keeps_the_bytes_bounded(recorder):
+    # [emulator-words: N]: nowhere to cut; the growing output is re-sent, so updates thin out
+    # rather than cost bytes that grow with the square of the reply.
+    words = " ".join(["alpha"] * 20_000)
+    live, _ = stream(words, 500)
+    sent = sum(
+        len(m["data"].get("text/markdown", ""))
+        for m in recorder.messages
+        if m.get("update") and m["data"]
+    )
+    assert live.outputs == 1
+    assert sent <= 2.0 * len(words) + 16_384 + len(words)  # the budget, and one last update
+
+
+# -- where a reply may be cut
+
+
+@pytest.mark.parametrize(
+    "text, starts",
+    [
+        ("One.\n\nTwo.\n", ["Two.\n"]),
+        ("One.\n\nTw", []),  # the next line's start has not arrived in full
+        ("Para.\n\n- a\n- b\n\n- c\n\nAfter\n", ["- a\n- b\n\n- c\n\nAfter\n", "After\n"]),
+        ("Para.\n\n1. one\n\n2. two\n\nEnd.\n", ["1. one\n\n2. two\n\nEnd.\n", "End.\n"]),
+        ("Para.\n\n    indented code\n\nEnd.\n", ["End.\n"]),
+        ("```\na\n\nb\n```\n\nEnd.\n", ["End.\n"]),
+        ("~~~~py\na\n\n~~~\nstill\n~~~~\n\nEnd.\n", ["End.\n"]),
+        ("$$\na\n\nb\n$$\n\nEnd.\n", ["End.\n"]),
+        ("<details>\n\ninside\n\n</details>\n\nEnd.\n", ["End.\n"]),
+        ("| a | b |\n|---|---|\n\n| c | d |\n|---|---|\n", ["| c | d |\n|---|---|\n"]),
+        ("Para.\n\n[1]: https://example.com\n", []),
+    ],
+)
+def test_block_starts(text, starts):
+    assert [text[at:] for at in block_starts(text)] == starts
+
+
+_BLOCKS = st.sampled_from(
+    [
+        "Plain words here.",
+        "It costs $5 and $10.",
+        "Math $x^2$ inline.",
+        "$$\na^2\n\nb$$",
+        "- item one\n- item two",
+        "1. first\n2. second",
+        "```python\nx = '$5'\n\ny = 1\n```",
+        "| a | $ |\n|---|---|\n| 1 | $2 |",
+        "> quoted $5",
+        "    indented",
+        "## Heading $3",
+        "<details>\n\nhidden $4\n\n</details>",
+        "\\$ escaped and \\(x\\)",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_BLOCKS, min_size=1, max_size=12), st.sampled_from(["\n\n", "\n\n\n", "\n"]))
+def test_cut_halves_are_escaped_like_the_whole(blocks, separator):
+    text = separator.join(blocks) + "\n"
+    whole = protect_currency(text)
+    for at in block_starts(text):
+        assert protect_currency(text[:at]) + protect_currency(text[at:]) == whole
+        # never inside fenced code: an even number of fence lines before the cut
+        fences = [ln for ln in text[:at].splitlines() if ln.startswith("```")]
+        assert len(fences) % 2 == 0
+
+
+# -- the throttle
+
+
+def test_throttle_bounds_rate_gaps_and_bytes():
+    throttle = UpdateThrottle(max_rate=12)
+    times: list[float] = []
+    sent = size = tail = 0
+    now = 0.0
+    for chunk in range(20_000):  # 6-character chunks at 2,000/s; a block ends every 100
+        now += 0.0005
+        size += 6
+        tail += 6
+        block_end = chunk % 100 == 99
+        if throttle.due(now, size, tail, block_end=block_end):
+            throttle.mark(now, size)
+            throttle.spent(tail)
+            times.append(now)
+            sent += tail
+        if block_end:
+            tail = 0
+    in_any_second = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    assert in_any_second <= 12 + 2  # the rate, and a burst of two
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 0.5
+    assert sent <= 2 * size
