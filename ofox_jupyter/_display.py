@@ -450,9 +450,7 @@ class LiveReply:
                     + "\n\n"
                 )
                 if segment.result is not None and index + 1 < len(segments):
-                    cuts.append(
-                        _Cut(length + len(markdown), index + 1, 0, len(self._reasoning))
-                    )
+                    cuts.append(_Cut(length + len(markdown), index + 1, 0, len(self._reasoning)))
             pieces.append(markdown)
             length += len(markdown)
         return "".join(pieces), cuts
