@@ -21,6 +21,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, Unicode, observe
 
+from ._compare import COMPARE_CHAT
 from ._config import (
     DEFAULT_MODEL,
     OFFLINE,
@@ -289,6 +290,11 @@ class OfoxMagics(Magics):
     @argument("--fallback", help="comma-separated models to fail over to")
     @argument("--no-stream", action="store_true", help="ask for a non-streamed reply")
     @argument("--vars", action="store_true", help="replace {name} by variables of the notebook")
+    @argument(
+        "--compare",
+        help="ask several models or temperatures side by side (comma-separated: numbers are "
+        "temperatures); recorded in chat 'compare' unless --chat names another",
+    )
     @cell_magic("ofox")  # type: ignore[arg-type]  # IPython annotates this decorator loosely
     def ofox_cell(self, line: str, cell: str) -> None:
         """Send the cell to an OfoxAI model and stream the answer into the output.
@@ -305,6 +311,10 @@ class OfoxMagics(Magics):
         except ValueError as err:
             raise _fail(f"%%ofox options: {err}") from None
         options, prompt, images = self._ask_options(args, cell)
+        if args.compare is not None:
+            chat = options.chat if options.chat != "main" else COMPARE_CHAT
+            self._compare(prompt, args.compare.split(","), chat, options, args.out)
+            return
         live = LiveReply(
             options.model,
             mode=self._mode(),
@@ -752,10 +762,8 @@ class OfoxMagics(Magics):
         )
 
     def _cmd_compare(self, words: list[str]) -> None:
-        allowed = {"-m": True, "--models": True, "-t": True, "--temperatures": True}
+        allowed = {"-m": True, "--models": True, "-t": True, "--temperatures": True, "--chat": True}
         flags, rest = self._options(words, allowed, "compare")
-        if rest:
-            raise _fail("usage: %ofox compare [-m MODEL,MODEL…] [-t TEMP,TEMP…]")
         models = [m.strip() for m in str(flags.get("-m") or flags.get("--models") or "").split(",")]
         temps_text = str(flags.get("-t") or flags.get("--temperatures") or "")
         try:
@@ -764,6 +772,16 @@ class OfoxMagics(Magics):
             raise _fail(f"-t takes numbers separated by commas, not {temps_text!r}") from None
         for value in temperatures:
             check_ranges({"temperature": value})
+        if rest:  # a prompt: run the comparison here, and leave its result in the cell
+            items = [m for m in models if m] + [f"{t!r}" for t in temperatures]
+            chat = str(flags.get("--chat") or COMPARE_CHAT).strip()
+            if not chat:
+                raise _fail("--chat needs a name")
+            options = AskOptions(model=str(self.model), cell_id=self._cell_id)
+            self._compare(utf8_safe(" ".join(rest)), items, chat, options, None)
+            return
+        if "--chat" in flags:
+            raise _fail('usage: %ofox compare ["PROMPT" [--chat NAME]] [-m MODEL,…] [-t TEMP,…]')
         from IPython.display import display
 
         from ._widgets import CompareWidget
@@ -774,6 +792,43 @@ class OfoxMagics(Magics):
                 temperatures=list(temperatures) or None,
             )
         )
+
+    def _compare(
+        self, prompt: str, items: list[str], chat: str, options: AskOptions, out: str | None
+    ) -> None:
+        """Run a comparison in this cell (``_compare.py``); one line if it cannot start."""
+        from ._compare import Comparison, columns_from
+
+        try:
+            columns = columns_from(items, options.model)
+            for column in columns:
+                if column.temperature is not None:
+                    check_ranges({"temperature": column.temperature})
+        except OfoxError as err:
+            raise _fail(err) from None
+        comparison = Comparison(
+            self.session,
+            columns,
+            chat=chat,
+            cell_id=options.cell_id,
+            mode=self._mode(),
+            max_rate=self.max_updates_per_second,
+            options=options,
+        )
+        try:
+            exchanges = comparison.run(prompt)
+        except Interrupted:
+            self._store_notices()
+            raise _fail("interrupted — the comparison stopped; what arrived is kept") from None
+        self._store_notices()
+        texts = {
+            c.label: (e.text if e is not None else None)
+            for c, e in zip(columns, exchanges, strict=True)
+        }
+        if self.shell is not None:
+            self.shell.user_ns["_ofox_compare"] = texts
+            if out:
+                self.shell.user_ns[out] = texts
 
 
 def _looks_like_path(name: str) -> bool:

@@ -93,6 +93,7 @@ class AskOptions:
     system: str | None = None
     new: bool = False
     history: bool = True  # False: a one-off; history neither sent nor recorded
+    context: bool = True  # False: the chat's earlier turns are not sent (the turn is recorded)
     stream: bool = True
     cell_id: str | None = None
     images: tuple[Mapping[str, Any], ...] = ()
@@ -466,7 +467,7 @@ class NotebookSession:
         (turns, images) left out. Nothing is changed here: ``--new`` and ``-s`` take effect in
         :meth:`_finish`, so a request that fails costs no history."""
         existing = self.chats.get(options.chat)
-        if not options.history or options.new or existing is None:
+        if not (options.history and options.context) or options.new or existing is None:
             base = Conversation(options.chat)
         else:
             base = existing

@@ -4,7 +4,8 @@ Both stream as asyncio tasks on the kernel's own event loop through the async cl
 reply streams, the kernel keeps handling messages — so a click on Stop arrives mid-stream and
 cancels the task, and the partial reply is kept and marked, as a kernel interrupt does for the
 magic. The chat panel reads and writes the same named chats as ``%%ofox``; the comparison panel
-asks one prompt of several models or temperatures at once and records nothing in the chats.
+asks one prompt of several models or temperatures at once and records each column as a turn of
+the ``compare`` chat (as ``%ofox compare "prompt"`` does, ``_compare.py``).
 
 ipywidgets is imported here only, and this module only when a widget is created.
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ._compare import COMPARE_CHAT
 from ._display import LiveReply
 from ._exceptions import OfoxError
 from ._markdown import protect_currency
@@ -383,7 +385,10 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         self, column: _Column, prompt: str, images: tuple[dict[str, Any], ...]
     ) -> None:
         params = {} if column.temperature is None else {"temperature": column.temperature}
-        options = AskOptions(model=column.model, history=False, images=images, params=params)
+        # Recorded in the comparisons' chat (each column asked afresh: nothing earlier is sent).
+        options = AskOptions(
+            model=column.model, chat=COMPARE_CHAT, context=False, images=images, params=params
+        )
         live = LiveReply(column.model, sink=column.show, tick_seconds=0)
         live.start()
         column.footer.value = "streaming…"

@@ -184,7 +184,11 @@ def test_compare_streams_all_columns_at_once(ip, emu):
         assert "Compare us" in text
         assert "first token" in column.footer.value and "tokens" in column.footer.value
         assert "$" in column.footer.value
-    assert magics(ip).session.chats == {}  # comparisons are not recorded
+    # Each column is a turn of the comparisons' own chat, asked afresh (nothing earlier sent).
+    turns = magics(ip).session.chats["compare"].turns
+    assert sorted(t.model for t in turns[-4:]) == sorted(b["model"] for b in bodies)
+    assert all(len(b["messages"]) == 1 for b in bodies)
+    assert list(magics(ip).session.chats) == ["compare"]
 
 
 def test_compare_stop_stops_every_column(ip):
