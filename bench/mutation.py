@@ -54,7 +54,12 @@ TEST_FILES = [
     "tests/test_tools_hostile.py",
     "tests/test_markdown.py",
     "tests/test_widgets.py",  # the only callers of the async path (ask_async, _arequest, aclose)
+    "tests/test_reasoning.py",
+    "tests/test_compare.py",
+    "tests/test_live_display.py",
+    "tests/test_magic_images.py",
     "tests/test_mutants.py",
+    "tests/test_mutants_history.py",
 ]
 
 #: Tests that run the package in a child process (they cannot see a mutant, and they are slow),
@@ -239,6 +244,99 @@ EQUIVALENT.append(
         "sql-case",
         "the case of an SQL statement's keywords and names (SQLite reads them in any case)",
         _sql_case_only,
+    )
+)
+
+EQUIVALENT.append(
+    (
+        "store-failure-verb",
+        "_session._store_failed(err, what) only asks whether `what` is \"read\"; any other word"
+        " (the mutants' None, \"XXwriteXX\", \"WRITE\" for \"write\") gives the same notice",
+        lambda name, minus, plus: (
+            "NotebookSessionǁ_write__" in name
+            and len(minus) == len(plus) == 1
+            and '"write")' in minus[0]
+            and plus[0].split("_store_failed(")[0] == minus[0].split("_store_failed(")[0]
+            and re.search(r', (None|"XXwriteXX"|"WRITE")\)$', plus[0]) is not None
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "stale-pin",
+        "_conversation.Conversation.record: the replaced turn's id leaves the chat, and pins are"
+        " only read for ids in the chat (Conversation.pinned), so not unpinning it changes nothing",
+        lambda name, minus, plus: (
+            "Conversationǁrecord__" in name
+            and minus == ["self._pinned.discard(old_id)"]
+            and plus == ["self._pinned.discard(None)"]
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "falsy-json-flag",
+        "json.dumps(..., ensure_ascii=None) is ensure_ascii=False: the flag is only tested for"
+        " truth (and html.escape's quote=True is its default)",
+        lambda name, minus, plus: (
+            len(minus) == len(plus) == 1
+            and (
+                plus[0] == minus[0].replace("ensure_ascii=False", "ensure_ascii=None")
+                or plus[0] == minus[0].replace(", quote=True)", ", )")
+            )
+            and minus != plus
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "zip-strict-twice",
+        "_render.text_table checks that every row has as many cells as the header twice (the"
+        " widths' zip and each line's zip are both strict); a mutant can loosen only one of them",
+        lambda name, minus, plus: (
+            ".x_text_table__mutmut_" in name
+            and len(minus) == len(plus) == 1
+            and "strict=True" in minus[0]
+            and re.sub(r"strict=(None|False)|, \)", "strict=True)", plus[0]).replace("))", ")")
+            in (minus[0], minus[0].replace("))", ")"))
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "mime-subtype-index",
+        "_render.thumbnails_bundle: an image MIME type has exactly one slash, so its [1] and"
+        " [-1] parts are the same",
+        lambda name, minus, plus: (
+            ".x_thumbnails_bundle__mutmut_" in name
+            and len(minus) == len(plus) == 1
+            and plus[0] == minus[0].replace("split('/')[-1]", "split('/')[+1]")
+            and minus != plus
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "cost-of-no-usage",
+        "_session._finish: ModelInfo.cost(None) is None, so looking the model up when there is"
+        " no usage changes nothing",
+        lambda name, minus, plus: (
+            "NotebookSessionǁ_finish__" in name
+            and minus == ["info = self.model_info(reply.model) if reply.usage else None"]
+            and plus == ["info = self.model_info(reply.model) if (reply.usage) or True else None"]
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "budget-floor",
+        "_session._budget: a budget of 1 or 2 tokens holds no earlier turn either way (a message"
+        " alone is estimated at 4 tokens or more)",
+        lambda name, minus, plus: (
+            "NotebookSessionǁ_budget__" in name
+            and minus == ["return max(limit - int(reserve), 1)"]
+            and plus == ["return max(limit - int(reserve), 2)"]
+        ),
     )
 )
 

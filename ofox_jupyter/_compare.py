@@ -29,7 +29,14 @@ from ._session import AskOptions, Exchange, Interrupted
 if TYPE_CHECKING:
     from ._session import NotebookSession
 
-__all__ = ["COMPARE_CHAT", "Column", "Comparison", "columns_from", "grid_markdown"]
+__all__ = [
+    "COMPARE_CHAT",
+    "Column",
+    "Comparison",
+    "columns_from",
+    "grid_markdown",
+    "plain_columns",
+]
 
 #: The chat comparisons are recorded in, unless another is named.
 COMPARE_CHAT = "compare"
@@ -98,7 +105,7 @@ def grid_markdown(labels: Sequence[str], bodies: Sequence[str], footers: Sequenc
     return f'<div class="ofox-compare-grid" style="{style}">\n{inner}\n</div>'
 
 
-def _plain(labels: Sequence[str], bodies: Sequence[str], footers: Sequence[str]) -> str:
+def plain_columns(labels: Sequence[str], bodies: Sequence[str], footers: Sequence[str]) -> str:
     parts = []
     for label, body, footer in zip(labels, bodies, footers, strict=True):
         parts.append(f"=== {label} ===\n{body}" + (f"\n— {footer}" if footer else ""))
@@ -208,7 +215,7 @@ class Comparison:
         labels = [c.label for c in self.columns]
         return {
             "text/markdown": grid_markdown(labels, self.bodies, self.footers),
-            "text/plain": _plain(labels, self.bodies, self.footers),
+            "text/plain": plain_columns(labels, self.bodies, self.footers),
         }
 
     def _start(self) -> None:

@@ -2193,3 +2193,346 @@ def test_usage_details_only_when_there_are_any():
         "prompt_tokens_details": {"cached_tokens": 2},
         "completion_tokens_details": {"reasoning_tokens": 4},
     }
+
+
+# --------------------------------------------------------------------------------------------
+# _conversation: a replaced turn's index sizes; the stub for a turn the store lost
+# --------------------------------------------------------------------------------------------
+
+
+def _sized_turn(turn_id: str, words: int, cell: str, images: int = 0):
+    from ofox_jupyter._conversation import Turn
+    from ofox_jupyter._messages import image_part, user
+
+    parts = [image_part("data:image/png;base64,iVBORw0KGgo=")] * images
+    return Turn(
+        id=turn_id,
+        chat="main",
+        user=user("w " * words, parts),
+        replies=(assistant("ok"),),
+        cell_id=cell,
+    )
+
+
+def _window(chat, budget: int) -> tuple[int, int]:
+    """(turns sent, images left out) for one more question with ``budget`` tokens."""
+    from ofox_jupyter._messages import user
+
+    messages, _, left_out_images = chat.request_messages(user("next"), budget=budget)
+    return sum(1 for m in messages if m.role == "user") - 1, left_out_images
+
+
+@pytest.mark.parametrize("before, after", [(2_000, 10), (10, 2_000)])
+def test_a_replaced_turn_is_sized_again_for_the_window(before, after):
+    """Re-running a cell with a longer or shorter question changes what fits the context."""
+    from ofox_jupyter._conversation import Conversation, estimate_tokens, turn_sizes
+    from ofox_jupyter._messages import user
+
+    chat = Conversation("main")
+    chat.record(_sized_turn("a", before, "c1"))
+    chat.record(_sized_turn("b", 10, "c2"))
+    chat.record(_sized_turn("a2", after, "c1"))  # the same cell again
+    fresh = Conversation("main", turns=[_sized_turn("a2", after, "c1"), _sized_turn("b", 10, "c2")])
+    total = sum(turn_sizes(t)[0] for t in fresh.turns)
+    fixed = estimate_tokens(user("next"))
+    # Just enough room for everything: both turns go; one token less, the oldest stays out.
+    assert _window(chat, fixed + total) == _window(fresh, fixed + total) == (2, 0)
+    assert _window(chat, fixed + total - 1) == _window(fresh, fixed + total - 1) == (1, 0)
+
+
+@pytest.mark.parametrize("before, after", [(2, 0), (0, 2), (1, 3)])
+def test_a_replaced_turns_images_are_counted_again(before, after):
+    """Images are left out (oldest first) when only they do not fit; a re-run cell with more or
+    fewer images changes that."""
+    from ofox_jupyter._conversation import Conversation, estimate_tokens, turn_sizes
+    from ofox_jupyter._messages import user
+
+    chat = Conversation("main")
+    chat.record(_sized_turn("a", 5, "c1", images=before))
+    chat.record(_sized_turn("b", 5, "c2", images=1))
+    chat.record(_sized_turn("a2", 5, "c1", images=after))
+    fresh = Conversation(
+        "main", turns=[_sized_turn("a2", 5, "c1", after), _sized_turn("b", 5, "c2", 1)]
+    )
+    slim = sum(turn_sizes(t)[0] for t in fresh.turns)
+    extra = sum(turn_sizes(t)[1] for t in fresh.turns)
+    fixed = estimate_tokens(user("next"))
+    for budget in (fixed + slim + extra, fixed + slim + extra - 1, fixed + slim):
+        assert _window(chat, budget) == _window(fresh, budget), budget
+
+
+def test_a_replaced_turn_the_store_lost_comes_back_as_an_empty_stub():
+    from ofox_jupyter._conversation import Conversation
+
+    chat = Conversation("main", loader=lambda ids: {})  # the store cannot produce any turn
+    chat.add_entry("old", "c1", 10, 0, 0)  # known from the index only
+    position, replaced = chat.record(_sized_turn("new", 3, "c1"))
+    assert position == 0 and replaced is not None
+    assert (replaced.id, replaced.chat, replaced.user.role, replaced.text) == (
+        "old",
+        "main",
+        "user",
+        "",
+    )
+    assert replaced.user.text == "" and replaced.replies == ()
+
+
+# --------------------------------------------------------------------------------------------
+# _session: what a stored turn keeps; the context budget; the store's failures
+# --------------------------------------------------------------------------------------------
+
+
+def _magics(ip):
+    return ip.magics_manager.registry["OfoxMagics"]
+
+
+def _reopened(ip):
+    """The chats as a new kernel finds them: what a fresh reader of the store loads."""
+    from ofox_jupyter._history import HistoryStore
+
+    session = _magics(ip).session
+    store = HistoryStore(session.store.path)
+    try:
+        return {name: chat.turns for name, chat in store.load(session.notebook).items()}
+    finally:
+        store.close()
+
+
+def test_a_stored_turn_keeps_who_answered_what_it_cost_and_what_it_thought(ip, emu):
+    import time as _time
+
+    started = _time.time()
+    ip.run_cell(
+        "%%ofox -m deepseek/deepseek-v4-pro --max-tokens 400\n"
+        "Think first. [emulator-reasoning: 6] [emulator-cached: 3]",
+        cell_id="cell-7",
+    )
+    live = _magics(ip).session.chats["main"].turns[-1]
+    turn = _reopened(ip)["main"][-1]
+    assert turn.id == live.id and len(turn.id) == 32 and int(turn.id, 16) >= 0  # 128 random bits
+    assert (
+        turn.model == "deepseek/deepseek-v4-pro" and turn.served_model == "deepseek/deepseek-v4-pro"
+    )
+    assert turn.cost is not None and turn.cost > 0 and turn.cost == live.cost
+    assert turn.finish_reason == "stop" and turn.status == "complete"
+    assert started <= turn.created <= _time.time()
+    assert turn.reasoning and "alpha" in turn.reasoning
+    assert turn.reasoning_seconds is not None and turn.reasoning_seconds >= 0
+    assert turn.usage.cached_tokens == 3 and turn.usage.reasoning_tokens >= 6
+    assert turn.cell_id == "cell-7"
+    rows = {row[0]: row for row in _magics(ip).session.usage_rows()}
+    model_row = rows["deepseek/deepseek-v4-pro"]
+    assert model_row[5] == 3 and model_row[6] >= 6  # cached and reasoning tokens summed
+
+
+def _sync_session(handler):
+    import httpx
+
+    from ofox_jupyter._client import Client
+    from ofox_jupyter._session import NotebookSession
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": []})
+        return handler(request)
+
+    return NotebookSession(
+        notebook="nb",
+        client_factory=lambda: Client(
+            "sk-test-key-0000",
+            base_url="http://127.0.0.1:9/v1",
+            transport=httpx.MockTransport(gateway),
+        ),
+    )
+
+
+def test_a_reply_that_is_empty_is_still_a_turn():
+    import httpx
+
+    from ofox_jupyter._session import AskOptions
+
+    def only_done(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=b"data: [DONE]\n\n"
+        )
+
+    session = _sync_session(only_done)
+    exchange = session.ask("Say nothing.", AskOptions(model="m"))
+    turns = session.chats["main"].turns
+    assert exchange.status == "complete" and exchange.text == ""
+    assert len(turns) == 1 and turns[0].text == "" and turns[0].user.text == "Say nothing."
+
+
+def test_a_broken_stream_keeps_its_partial_text_as_a_turn(ip, emu):
+    ip.run_cell("%%ofox\nBreak. [emulator-words: 40] [emulator-fault: disconnect:10]")
+    turns = _magics(ip).session.chats["main"].turns
+    assert len(turns) == 1 and turns[0].status != "complete" and turns[0].text
+
+
+def _big_turn_in(ip, words: int) -> None:
+    from ofox_jupyter._conversation import Turn
+    from ofox_jupyter._messages import user
+
+    session = _magics(ip).session
+    session.conversation("main").record(
+        Turn(id="big", chat="main", user=user("w " * words), replies=(assistant("ok"),))
+    )
+
+
+def test_the_catalogs_context_length_sets_how_much_history_is_sent(ip, emu):
+    # ~200k tokens of history: beyond the 128k assumed for an unknown model, within the
+    # 1,048,576 the catalog gives gemini-2.5-flash.
+    _big_turn_in(ip, 400_000)
+    ip.run_cell("%%ofox -m google/gemini-2.5-flash\nand now?")
+    body = [r for r in emu.requests if r.path.endswith("/chat/completions")][-1].body
+    assert len(body["messages"]) == 3  # the big turn (question and answer) was sent
+
+
+@pytest.mark.parametrize("max_tokens, sent", [(100, 3), (1000, 1)])
+def test_the_reply_s_max_tokens_is_kept_free_of_history(ip, emu, max_tokens, sent):
+    _magics(ip).max_context_tokens = 2_000
+    _big_turn_in(ip, 3_000)  # ~1,510 tokens: fits 2,000 − 100, not 2,000 − 1,000
+    ip.run_cell(f"%%ofox --max-tokens {max_tokens}\nand now?")
+    body = [r for r in emu.requests if r.path.endswith("/chat/completions")][-1].body
+    assert len(body["messages"]) == sent
+
+
+def test_turns_the_store_refused_stay_in_memory_until_it_takes_them(ip, emu):
+    magics = _magics(ip)
+    magics.max_context_tokens = 1_200  # the request window holds about one earlier turn
+    store = magics.session.store
+    store._db.execute("PRAGMA query_only = ON")
+    for n in range(3):
+        ip.run_cell(f"%%ofox\nquestion {n} " + "w " * 300)
+    # The oldest turns fell out of the request window; memory still holds them all.
+    assert [t.user.text.split()[1] for t in magics.session.chats["main"].turns] == ["0", "1", "2"]
+    store._db.execute("PRAGMA query_only = OFF")
+
+
+def test_closing_says_how_many_changes_could_not_be_saved(ip, emu, capsys):
+    magics = _magics(ip)
+    ip.run_cell("%%ofox\nsaved")
+    magics.session.store._db.execute("PRAGMA query_only = ON")
+    ip.run_cell("%%ofox\nnot saved")
+    capsys.readouterr()
+    magics._close_session()
+    out = capsys.readouterr().out
+    assert "could not be saved before closing the history store; they are lost" in out
+
+    ip.run_cell("%%ofox\nsaved again")  # a new session on a writable store
+    capsys.readouterr()
+    magics._close_session()
+    assert "could not be saved" not in capsys.readouterr().out
+
+
+def test_a_busy_store_tells_why_on_every_write_it_skips(ip, emu, monkeypatch, capsys):
+    import sqlite3
+
+    session = _magics(ip).session
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(session.store, "add_usage", locked)  # the exchange's first write
+    capsys.readouterr()
+    ip.run_cell("%%ofox\nwhile another kernel holds the lock")
+    notices = [ln for ln in capsys.readouterr().out.splitlines() if "cannot save" in ln]
+    # The turn's own write is queued without waiting again; the notice names the cause.
+    assert notices and all("(database is locked)" in n for n in notices), notices
+
+
+# --------------------------------------------------------------------------------------------
+# _render: terminal tables, costs near a decade, reasoning and token details, JSON replies
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_terminal_table_has_a_header_a_rule_and_aligned_columns():
+    from ofox_jupyter._render import text_table
+
+    table = text_table(
+        ["model", "tokens", "note"],
+        [["a/b", "1,200", "x"], ["long/model-id", "7", ""]],
+        right=[1],
+    )
+    assert table.splitlines() == [
+        "model          tokens  note",
+        "-------------  ------  ----",
+        "a/b             1,200  x",
+        "long/model-id       7",
+    ]
+    with pytest.raises(ValueError):  # a row with a missing cell is a bug of ours, not a table
+        text_table(["a", "b"], [["only one"]])
+
+
+@pytest.mark.parametrize(
+    ("cost", "shown"),
+    [(0.00999, "$0.010"), (0.000999, "$0.0010"), (0.0000995, "$0.00010"), (0.00994, "$0.0099")],
+)
+def test_a_cost_that_rounds_up_to_the_next_decade_keeps_two_digits(cost, shown):
+    assert format_cost(cost) == shown
+
+
+def test_token_counts_name_cached_and_reasoning_tokens_only_when_there_are_any():
+    from ofox_jupyter._render import token_counts
+
+    assert token_counts(Usage(1200, 80, 1280)) == "1,200 → 80 tokens"
+    assert token_counts(Usage(1200, 80, 1280, cached_tokens=1000)) == (
+        "1,200 → 80 tokens (1,000 cached)"
+    )
+    assert token_counts(Usage(10, 80, 90, cached_tokens=2, reasoning_tokens=50)) == (
+        "10 → 80 tokens (2 cached, 50 reasoning)"
+    )
+
+
+def test_the_thinking_block_in_each_of_its_states():
+    from ofox_jupyter._render import thinking_block
+
+    assert thinking_block("x", 1.25, markdown=False) == "(thought for 1.2 s)"
+    assert thinking_block("x", None, markdown=False) == "(thought before answering)"
+    assert thinking_block("x", 0.5, markdown=False, live=True) == "(thinking… 0.5 s)"
+    assert thinking_block("x", None, markdown=False, live=True) == "(thinking…)"
+    block = thinking_block("  costs $5 </details> more  ", 2.0)
+    assert block == (
+        "<details><summary>thought for 2.0 s</summary>\n\n"
+        "costs \\\\$5 &lt;/details> more\n\n</details>"
+    )
+    assert thinking_block("y", None).startswith("<details><summary>thought before answering<")
+
+
+def test_a_replys_thinking_is_shown_above_it_in_markdown_and_as_a_line_in_text():
+    ex = exchange("It costs $5.", reasoning="pondering $3", reasoning_seconds=1.0)
+    assert render_replies(ex).startswith(
+        "<details><summary>thought for 1.0 s</summary>\n\npondering \\\\$3\n\n</details>"
+    )
+    assert render_replies(ex).endswith("It costs \\\\$5.")
+    assert render_replies(ex, markdown=False) == "(thought for 1.0 s)\n\nIt costs $5."
+
+
+def test_a_json_reply_is_shown_pretty_with_its_text_unescaped():
+    ex = exchange('{"city":"Zürich"}', value={"city": "Zürich"})
+    assert '"city": "Zürich"' in render_replies(ex)
+
+
+def test_a_tool_call_is_shown_as_it_happens_in_a_terminal(ip, emu, capsys):
+    def word_count(text: str) -> int:
+        """Count the words."""
+        return len(text.split())
+
+    ip.user_ns["word_count"] = word_count
+    capsys.readouterr()
+    result = ip.run_cell(
+        '%%ofox --tools word_count -m openai/gpt-4o\nCount: word_count {"text": "a b c"}'
+    )
+    assert result.error_in_exec is None
+    out = capsys.readouterr().out
+    assert 'tool word_count({"text": "a b c"}) ✓ 3' in out
+
+
+def test_an_error_text_from_the_stream_is_cut_to_300_characters():
+    from ofox_jupyter._streaming import StreamState
+
+    for length, shown in ((300, "e" * 300), (301, "e" * 299 + "…")):
+        state = StreamState("m")
+        with pytest.raises(Exception) as caught:
+            state.on_event("", json.dumps({"error": "e" * length}))
+        assert shown in str(caught.value) and "e" * (len(shown) + 1) not in str(caught.value)
