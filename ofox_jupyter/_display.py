@@ -484,7 +484,12 @@ class LiveReply:
             self._first_shown.set()
             self.throttle.mark(now, self._size)
             if self._sink is not None:
-                self._update({"text/markdown": self._live_markdown() + CURSOR})
+                # A widget shows the whole reply in one area: every update re-sends all of it,
+                # so the throttle weighs what that costs.
+                markdown = self._live_markdown()
+                self._update({"text/markdown": markdown + CURSOR})
+                self._tail_cost = len(markdown)
+                self.throttle.spent(len(markdown))
             else:
                 self._show_tail()
             # Thinking shown is not the reply shown: that waits for text or a tool call.

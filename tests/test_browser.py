@@ -3,8 +3,9 @@
 Everything else tests the kernel's side of the wire; this is the one place where the frontend's
 side is checked as a person sees it: the reply of a ``%%ofox`` cell visibly growing, the chat
 widget's Send, its Stop clicked while a reply streams (which only works if the kernel stays
-responsive: the click is a comm message that must be handled mid-stream), and the comparison
-widget streaming its columns at once.
+responsive: the click is a comm message that must be handled mid-stream), Enter and Shift+Enter
+typed into its box, its width (no horizontal scrollbar), and the comparison widget streaming its
+columns at once.
 
 The test starts its own JupyterLab (``tests/browser_helpers.py``) on a copy of
 ``notebooks/widgets.ipynb``, offline (the kernel's built-in emulator, paced by
@@ -289,10 +290,15 @@ def messages(chat: Locator) -> Locator:
     return chat.locator(".ofox-chat-log .jp-OutputArea-output")
 
 
+def input_box(chat: Locator) -> Locator:
+    """The chat's input box (a textarea: Enter sends, Shift+Enter starts a new line)."""
+    return chat.locator(".ofox-chat-input textarea")
+
+
 def send(chat: Locator, message: str) -> int:
     """Type ``message`` into the chat's input and click Send; returns the reply's log index."""
     index = messages(chat).count() + 1  # after the user's message
-    box = chat.locator(".ofox-chat-input textarea")
+    box = input_box(chat)
     box.click()
     box.fill(message)
     chat.locator("button.ofox-send").click()
@@ -366,6 +372,88 @@ def test_chat_widget_stop_keeps_the_partial_reply(
     assert "You said:" in kept and "Tell me everything, slowly." in kept, kept
     assert kept.rstrip().endswith(STOPPED_MARK), kept[-200:]
     assert CURSOR not in kept, "the streaming cursor was left behind"
+
+
+def test_chat_widget_enter_sends_and_shift_enter_starts_a_new_line(
+    notebook: NotebookPage, shots: Screenshots
+) -> None:
+    """Typed as a person types: Shift+Enter is a newline in the box (and neither sends nor runs
+    the cell), Enter sends the message and empties the box, and the reply arrives."""
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "enter"):
+        chat = open_chat(notebook)
+        cell = notebook.code_cell("%ofox chat")
+        prompt = notebook.state(cell)[0]
+        box = input_box(chat)
+        expect(box).to_have_attribute("placeholder", re.compile("Enter to send"))
+        before = messages(chat).count()
+        box.click()
+        page.keyboard.type("First line,")
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type("second line.")
+        expect(box).to_have_value("First line,\nsecond line.")
+        shots.save(page, "chat-shift-enter", chat)
+        time.sleep(1.0)  # anything sent would be in the log by now
+        assert messages(chat).count() == before, "Shift+Enter sent the message"
+        assert notebook.state(cell)[0] == prompt, "Shift+Enter in the box ran the cell"
+        expect(chat.locator(".ofox-chat-footer")).not_to_contain_text("streaming")
+
+        page.keyboard.press("Enter")
+        expect(box).to_have_value("")
+        index = before + 1
+        expect(messages(chat)).to_have_count(index + 1)
+        expect(messages(chat).nth(index - 1)).to_contain_text("First line,")
+        expect(messages(chat).nth(index - 1)).to_contain_text("second line.")
+        reply = messages(chat).nth(index)
+        expect(reply).to_contain_text(re.compile(r"You said:[\s\S]*First line,[\s\S]*second"))
+        expect(chat.locator(".ofox-chat-footer")).to_contain_text("tokens")
+        expect(chat.locator("button.ofox-send")).to_be_enabled()
+        assert notebook.state(cell)[0] == prompt, "Enter in the box ran the cell"
+        show_latest(chat)
+        shots.save(page, "chat-enter-sent", chat)
+
+
+#: Widths in the page of the chat panel and of what it holds (read in one go, so they agree).
+MEASURE_PANEL = """panel => {
+    const outer = panel.getBoundingClientRect();
+    const box = panel.querySelector('.ofox-chat-input textarea').getBoundingClientRect();
+    const area = panel.closest('.jp-OutputArea-output');
+    return {
+        scrollWidth: panel.scrollWidth, clientWidth: panel.clientWidth,
+        areaScroll: area.scrollWidth, areaClient: area.clientWidth,
+        left: box.left - outer.left, right: outer.right - box.right, width: outer.width,
+    };
+}"""
+
+
+def test_chat_widget_fits_its_width(notebook: NotebookPage, shots: Screenshots) -> None:
+    """At JupyterLab's default width (the browser's 1280 px), and in a narrower window, nothing
+    in the panel is wider than the panel (no horizontal scrollbar), and the input box spans
+    it."""
+    page = notebook.page
+    viewport = page.viewport_size
+    assert viewport is not None
+    seen: dict[str, dict[str, float]] = {}
+    with screenshot_on_failure(shots, page, "width"):
+        chat = open_chat(notebook)
+        send(chat, "A message to fill the log.")
+        expect(chat.locator(".ofox-chat-footer")).to_contain_text("tokens")
+        seen["default"] = chat.evaluate(MEASURE_PANEL)
+        shots.save(page, "chat-width", chat)
+        try:
+            page.set_viewport_size({"width": 800, "height": viewport["height"]})
+            wait_until(
+                lambda: chat.evaluate(MEASURE_PANEL)["width"] < seen["default"]["width"] - 300,
+                "the panel to follow the narrower window",
+            )
+            seen["narrow"] = chat.evaluate(MEASURE_PANEL)
+            shots.save(page, "chat-width-narrow", chat)
+        finally:
+            page.set_viewport_size(viewport)
+    for sizes in seen.values():
+        assert sizes["scrollWidth"] <= sizes["clientWidth"], seen
+        assert sizes["areaScroll"] <= sizes["areaClient"], seen
+        assert 0 <= sizes["left"] <= 8 and 0 <= sizes["right"] <= 8, seen  # the box spans it
 
 
 def test_compare_widget_streams_the_columns_at_once(
