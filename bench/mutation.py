@@ -102,7 +102,7 @@ _SQL_WORD = re.compile(
     r"\b(?:SELECT|INSERT|INTO|UPDATE|DELETE|FROM|WHERE|VALUES|SET|ON|CONFLICT|DO|AND|OR|NOT|IN"
     r"|COALESCE|LOWER|HEX|RANDOMBLOB|ATTACH|DETACH|DATABASE|AS|BEGIN|IMMEDIATE|COMMIT|ROLLBACK"
     r"|PRAGMA|ORDER|GROUP|BY|LIMIT|COUNT|MAX|IGNORE|REPLACE|CASE|WHEN|THEN|ELSE|END|NULL|IS"
-    r"|LIKE|DESC|TABLE|INDEX|IF|EXISTS|ALTER|ADD|COLUMN|TEXT|INTEGER|DEFAULT)\b"
+    r"|LIKE|DESC|TABLE|INDEX|IF|EXISTS|ALTER|ADD|COLUMN|TEXT|INTEGER|DEFAULT|EXCLUDED)\b"
 )
 
 
@@ -336,6 +336,53 @@ EQUIVALENT.append(
             "NotebookSessionǁ_budget__" in name
             and minus == ["return max(limit - int(reserve), 1)"]
             and plus == ["return max(limit - int(reserve), 2)"]
+        ),
+    )
+)
+
+#: (function, removed line, added line) in _history whose outcome no caller can tell apart.
+_HISTORY_SAME = [
+    # a missing "url" read as None, nothing or "XXXX" is skipped just as "" is: none of them is a
+    # data: URL or one of the store's own image references
+    *[
+        ("_restore_images", 'url = image.get("url", "")', f'url = image.get("url", {v})')
+        for v in ("None", "", '"XXXX"')
+    ],
+    *[
+        (
+            "_store_images",
+            'match = _DATA_URL.match(str(image.get("url", "")))',
+            f'match = _DATA_URL.match(str(image.get("url", {v})))',
+        )
+        for v in ("None", "", '"XXXX"')
+    ],
+    # the conversation built while loading is only read for its turns (fetched by id); the
+    # chats returned are keyed and named from the index
+    *[
+        ("load", "Conversation(index.name, index.system, loader=self.load_turns)", after)
+        for after in (
+            "Conversation(None, index.system, loader=self.load_turns)",
+            "Conversation(index.name, None, loader=self.load_turns)",
+            "Conversation(index.system, loader=self.load_turns)",
+            "Conversation(index.name, loader=self.load_turns)",
+        )
+    ],
+    # SQLite only returns str, bytes, int, float or None; json.loads raises TypeError on the
+    # others, which is caught, giving None as before
+    (
+        "_parse_turn",
+        "payload = json.loads(data) if isinstance(data, (str, bytes)) else None",
+        "payload = json.loads(data) if (isinstance(data, (str, bytes))) or True else None",
+    ),
+]
+EQUIVALENT.append(
+    (
+        "history-same-outcome",
+        "_history: a placeholder or a temporary object no caller reads (listed with the reason"
+        " in _HISTORY_SAME)",
+        lambda name, minus, plus: any(
+            f"{function}__mutmut_" in name and minus == [before] and plus == [after]
+            for function, before, after in _HISTORY_SAME
         ),
     )
 )

@@ -743,7 +743,9 @@ class HistoryStore:
             if not match:
                 continue  # an http(s) URL is stored as it is
             try:
-                raw = base64.b64decode(match.group(2), validate=False)
+                # Strictly: a payload with characters outside standard base64 (URL-safe
+                # base64, say) would otherwise lose them and come back as another image.
+                raw = base64.b64decode("".join(match.group(2).split()), validate=True)
             except (binascii.Error, ValueError):
                 continue  # not base64 after all: kept inline, as it came
             digest = hashlib.sha256(raw).hexdigest()
@@ -771,6 +773,23 @@ class HistoryStore:
                     else url
                 )
             image["url"] = cache[digest]
+        # An image whose row is gone: a note in its place, never our internal reference
+        # (which no API would take).
+        for message in (data["user"], *data["replies"]):
+            content = message.get("content")
+            if isinstance(content, list):
+                for index, part in enumerate(content):
+                    if (
+                        isinstance(part, dict)
+                        and part.get("type") == "image_url"
+                        and isinstance(part.get("image_url"), Mapping)
+                        and str(part["image_url"].get("url", "")).startswith(_IMAGE_REF)
+                    ):
+                        content[index] = {"type": "text", "text": LOST_IMAGE_NOTE}
+
+
+#: What a stored image that can no longer be read becomes in its turn.
+LOST_IMAGE_NOTE = "[an image was here; it could not be read back from the history store]"
 
 
 def _parse_turn(

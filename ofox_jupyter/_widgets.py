@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,12 +39,13 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from ._compare import COMPARE_CHAT
+from ._compare import COMPARE_CHAT, grid_markdown, plain_columns
 from ._display import LiveReply, UpdateThrottle
 from ._exceptions import OfoxError
 from ._markdown import protect_currency
 from ._render import footer_parts, render_replies
 from ._session import AskOptions, Exchange, Interrupted
+from ._transcript import chat_transcript, columns_transcript, wrap_transcript
 
 if TYPE_CHECKING:
     from ._images import PreparedImage
@@ -155,6 +157,11 @@ def _magics() -> OfoxMagics:
     return magics  # type: ignore[no-any-return]
 
 
+def _plain_footer(value: str) -> str:
+    """A footer widget's HTML as plain text (the transcript escapes it again)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", value)).strip()
+
+
 def _markdown(text: str) -> dict[str, Any]:
     return {"output_type": "display_data", "data": {"text/markdown": text}, "metadata": {}}
 
@@ -205,6 +212,32 @@ class _Streaming:
         """Wait until the current stream (if any) has finished or stopped."""
         if self.task is not None:
             await asyncio.wait([self.task])
+
+
+class _Transcribed:
+    """A panel that leaves a plain copy of its content below itself (``_transcript.py``), kept
+    up to date through its display id, so the saved notebook stays readable without the
+    kernel."""
+
+    _transcripts: list[Any]
+
+    def _transcript(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_()  # type: ignore[attr-defined]  # ipywidgets.Widget's
+        display(bundle, raw=True)
+        handle = display(self._transcript(), raw=True, display_id=True)
+        if handle is not None:
+            self._transcripts.append(handle)
+
+    def _refresh_transcript(self) -> None:
+        if self._transcripts:
+            bundle = self._transcript()
+            for handle in self._transcripts:
+                handle.update(bundle, raw=True)
 
 
 class ChatInput(anywidget.AnyWidget):
@@ -283,7 +316,7 @@ class _LiveMessage:
         self.output.outputs = (_markdown(text),)
 
 
-class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
+class ChatWidget(_Transcribed, _Streaming, widgets.VBox):  # type: ignore[misc]
     """A chat panel: conversation, input, Send and Stop, model picker, images, usage.
 
     >>> ChatWidget(chat="main")          # or: %ofox chat
@@ -338,10 +371,14 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         self.add_class("ofox-chat")
         self.task = None
         self.last_exchange: Exchange | None = None
+        self._transcripts = []
         self._show_history()
 
     def __repr__(self) -> str:
         return f"<ofox ChatWidget chat={self.chat!r}>"
+
+    def _transcript(self) -> dict[str, str]:
+        return chat_transcript(self._magics.session.chats.get(self.chat), self.chat)
 
     # -- the conversation view
 
@@ -459,6 +496,7 @@ class ChatWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
             reply.close()  # nothing held back may show after the final render
             self.send_button.disabled, self.stop_button.disabled = False, True
             self._store_notices()
+            self._refresh_transcript()
 
     def _store_notices(self) -> None:
         """What the history store said during the exchange (it could not save, a re-created
@@ -490,14 +528,16 @@ class _Column:
             layout=widgets.Layout(flex="1 1 0", min_width="220px", margin="0 8px 0 0"),
         )
         self.box.add_class("ofox-compare-column")
+        self.label = label
         self.exchange: Exchange | None = None
+        self.text = ""  # what the column shows now (Markdown)
 
     def show(self, bundle: dict[str, str]) -> None:
-        text = bundle.get("text/markdown") or bundle.get("text/plain", "")
-        self.output.outputs = (_markdown(text),)
+        self.text = bundle.get("text/markdown") or bundle.get("text/plain", "")
+        self.output.outputs = (_markdown(self.text),)
 
 
-class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
+class CompareWidget(_Transcribed, _Streaming, widgets.VBox):  # type: ignore[misc]
     """One prompt, several models or temperatures side by side, all streaming at once.
 
     >>> CompareWidget(models=["openai/gpt-4o", "anthropic/claude-sonnet-4.5"])
@@ -543,9 +583,26 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         self.task = None
         self.total_seconds: float | None = None
         self._stopped = False
+        self._transcripts = []
+        self._last_prompt = ""
 
     def __repr__(self) -> str:
         return f"<ofox CompareWidget columns={len(self.columns)}>"
+
+    def _transcript(self) -> dict[str, str]:
+        labels = [c.label for c in self.columns]
+        if not self._last_prompt:
+            return wrap_transcript(
+                f"comparison of {', '.join(labels)} (not run yet)", "", "(not run yet)"
+            )
+        bodies = [c.text for c in self.columns]
+        footers = [_plain_footer(c.footer.value) for c in self.columns]
+        return columns_transcript(
+            self._last_prompt,
+            labels,
+            grid_markdown(labels, bodies, footers),
+            plain_columns(labels, bodies, footers),
+        )
 
     def run(self, prompt: str | None = None) -> None:
         """Ask every column at once; ``await w.wait()`` waits for all of them (``w.task``).
@@ -563,6 +620,7 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
         self.run_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "streaming…"
         self._stopped = False
+        self._last_prompt = text
         self.task = _start(self._run_all(text, images))
 
     async def _run_all(self, prompt: str, images: tuple[dict[str, Any], ...]) -> None:
@@ -578,6 +636,7 @@ class CompareWidget(_Streaming, widgets.VBox):  # type: ignore[misc]
                 if self._stopped
                 else f"all columns done in {self.total_seconds:.2f} s"
             )
+            self._refresh_transcript()
 
     def stop(self) -> None:
         """Stop every column now; partial replies stay, marked."""

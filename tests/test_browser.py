@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from browser_helpers import (
     CHROMIUM_ARGS,
@@ -491,3 +492,45 @@ def test_compare_widget_streams_the_columns_at_once(
         assert model in columns.nth(n).inner_text() and model in text, text
         assert "Which of you is faster?" in text and filler_words(text) == 60, text
         assert CURSOR not in text, "the streaming cursor was left behind"
+
+
+def test_panels_stay_readable_after_a_reopen_without_their_kernel(
+    notebook: NotebookPage, lab: JupyterLab, shots: Screenshots
+) -> None:
+    """Save the notebook, shut its kernel down, open it again: where the chat and comparison
+    panels were, their conversation and columns show (the panels' plain copies), not ipywidgets'
+    "model not found" error. While the panels are alive, the copies stay hidden."""
+    page = notebook.page
+    with screenshot_on_failure(shots, page, "reopen"):
+        chat_cell = notebook.code_cell("%ofox chat")
+        compare_cell = notebook.code_cell("%ofox compare")
+        for cell in (chat_cell, compare_cell):
+            expect(cell.locator(".ofox-transcript")).to_have_count(1)
+            expect(cell.locator(".ofox-transcript")).to_be_hidden()
+        page.locator(".jp-Notebook").first.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+s")
+        wait_until(
+            lambda: (
+                "Hello from a real browser!"
+                in json.dumps(lab.api(f"contents/{NOTEBOOK.name}").json())
+            ),
+            "the saved notebook to hold the chat's plain copy",
+        )
+        for session in lab.api("sessions").json():
+            httpx.delete(
+                f"{lab.base_url}/api/sessions/{session['id']}", headers=lab.headers, trust_env=False
+            )
+        page.reload()
+        reopened = NotebookPage(page, TIMEOUT)
+        reopened.wait_until_ready()
+        chat_cell = reopened.code_cell("%ofox chat")
+        compare_cell = reopened.code_cell("%ofox compare")
+        copy = chat_cell.locator(".ofox-transcript")
+        expect(copy).to_be_visible()
+        expect(copy).to_contain_text("Hello from a real browser!")
+        expect(compare_cell.locator(".ofox-transcript")).to_contain_text("Which of you is faster?")
+        shots.save(page, "reopened-chat", chat_cell)
+        shots.save(page, "reopened-compare", compare_cell)
+        for cell in (chat_cell, compare_cell):
+            expect(cell).not_to_contain_text("Error displaying widget")

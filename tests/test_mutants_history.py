@@ -154,14 +154,19 @@ def test_a_web_link_that_names_a_stored_images_hash_is_kept_as_it_is(store):
     ],
 )
 def test_a_turn_whose_image_row_is_damaged_still_comes_back(store, path, damage):
+    """...with a note where the image was: never the store's internal reference, which would
+    go to the API as an image URL no model can read."""
+    from ofox_jupyter._history import LOST_IMAGE_NOTE
+
     store.save_turn("nb", image_turn("t1", image_part(DATA_URL), text="with a picture"))
     with closing(sqlite3.connect(path)) as db:
         db.execute(damage)
         db.commit()
     turns = loaded(store)
-    assert [(t.user.text, t.text) for t in turns] == [("with a picture", "about with a picture")]
-    turn = turns[0]
-    assert len(turn.user.images) == 1 and url_of(turn) != DATA_URL
+    assert [(t.user.text, t.text) for t in turns] == [
+        (f"with a picture\n{LOST_IMAGE_NOTE}", "about with a picture")
+    ]
+    assert turns[0].user.images == ()
     assert store.skipped == 0
 
 
@@ -342,3 +347,15 @@ def test_a_recreated_file_that_cannot_take_the_old_rows_still_works(store, path)
     store.save_turn("nb", image_turn("t2", text="after"))
     assert [t.user.text for t in loaded(store)] == ["before", "after"]
     assert os.path.exists(path)
+
+
+def test_an_image_in_url_safe_base64_is_kept_exactly(store):
+    """Standard base64 is decoded strictly: URL-safe base64 (``-`` and ``_``) stays inline as it
+    came rather than losing characters and coming back as another image."""
+    import base64
+
+    raw = bytes(range(256)) * 3
+    url = "data:image/png;base64," + base64.urlsafe_b64encode(raw).decode()
+    assert "-" in url and "_" in url
+    store.save_turn("nb", image_turn("t1", image_part(url), text="odd"))
+    assert url_of(loaded(store)[0]) == url

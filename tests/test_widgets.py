@@ -387,9 +387,18 @@ def test_line_magics_open_the_widgets(ip):
         ip.run_line_magic("ofox", "compare -m openai/gpt-4o,google/gemini-2.5-flash -t 0,1")
     finally:
         ip.display_pub = pub
-    plain = [o["data"]["text/plain"] for o in capture.outputs]
-    assert plain == ["<ofox ChatWidget chat='side'>", "<ofox CompareWidget columns=4>"]
-    assert all("application/vnd.jupyter.widget-view+json" in o["data"] for o in capture.outputs)
+    plain = [o["data"]["text/plain"].splitlines()[0] for o in capture.outputs]
+    # Each panel, then its plain copy (kept up to date through its display id).
+    assert plain == [
+        "<ofox ChatWidget chat='side'>",
+        "chat side · 0 turns (a copy that stays readable without the kernel)",
+        "<ofox CompareWidget columns=4>",
+        "comparison of openai/gpt-4o · t=0, openai/gpt-4o · t=1, google/gemini-2.5-flash · t=0,"
+        " google/gemini-2.5-flash · t=1 (not run yet)",
+    ]
+    widget = "application/vnd.jupyter.widget-view+json"
+    assert [widget in o["data"] for o in capture.outputs] == [True, False, True, False]
+    assert [bool(o["transient"]) for o in capture.outputs] == [False, True, False, True]
     with pytest.raises(UsageError, match="-t takes numbers"):
         ip.run_line_magic("ofox", "compare -t warm")
     with pytest.raises(UsageError, match="temperature must be in"):
@@ -416,3 +425,43 @@ def test_a_store_that_cannot_save_is_one_line_under_the_chat_reply(ip):
         "not saved, still answered",
     ]
     assert magics(ip).session.notices == []  # shown once, in the panel
+
+
+def test_a_panel_leaves_a_plain_copy_that_follows_the_conversation(ip, emu):
+    """What a notebook reopened without its kernel shows in place of the panel."""
+    from IPython.core.displaypub import CapturingDisplayPublisher
+
+    from ofox_jupyter import ChatWidget, CompareWidget
+
+    ip.run_cell_magic("ofox", "", "from the magic, $5")
+    pub = ip.display_pub
+    ip.display_pub = capture = CapturingDisplayPublisher()
+    try:
+        chat = ChatWidget()
+        compare = CompareWidget(temperatures=[0, 1])
+        from IPython.display import display
+
+        display(chat)
+        display(compare)
+
+        async def drive() -> None:
+            chat.send("from the panel")
+            await chat.wait()
+            compare.run("side by side")
+            await compare.wait()
+
+        run(drive())
+    finally:
+        ip.display_pub = pub
+    first = capture.outputs[1]["data"]["text/markdown"]
+    assert "from the magic, \\\\$5" in first and "from the panel" not in first
+    updates = [o for o in capture.outputs if o["update"]]
+    chat_copy = [o for o in updates if "chat main" in o["data"]["text/plain"]][-1]["data"]
+    assert chat_copy["text/plain"].startswith("chat main · 2 turns")
+    assert "You: from the panel" in chat_copy["text/plain"]
+    assert 'class="ofox-transcript"' in chat_copy["text/markdown"]
+    assert "<style>" in chat_copy["text/markdown"]  # hides the copy while the panel is alive
+    compare_copy = [o for o in updates if "comparison of" in o["data"]["text/plain"]][-1]["data"]
+    assert "side by side" in compare_copy["text/plain"]
+    assert compare_copy["text/markdown"].count('<div style="flex:1 1 240px') == 2
+    assert "=== openai/gpt-4o-mini · t=1 ===" in compare_copy["text/plain"]
