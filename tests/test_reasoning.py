@@ -133,9 +133,13 @@ def test_thinking_is_one_line_in_text_mode_and_kept_in_the_turn(ip, emu, capsys)
 
 
 def test_rich_output_has_a_collapsed_thinking_block(ip, emu):
+    class KeepEverything(CapturingDisplayPublisher):
+        def clear_output(self, wait=False):  # the live outputs' updates are what is checked
+            pass
+
     magics(ip).display_mode = "rich"
     pub = ip.display_pub
-    ip.display_pub = capture = CapturingDisplayPublisher()
+    ip.display_pub = capture = KeepEverything()
     try:
         cell(ip, "", "rich thought [emulator-reasoning: 40] [emulator-delay: 0.005]")
     finally:
