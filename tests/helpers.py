@@ -1,4 +1,5 @@
-"""Test helpers: SSE byte builders and an httpx transport that serves them in chosen pieces."""
+"""Test helpers: SSE byte builders, an httpx transport that serves them in chosen pieces, and a
+display publisher that records what a frontend would show."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
+from IPython.core.displaypub import DisplayPublisher
 
 
 class ChunkedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -86,3 +88,55 @@ class Recorder:
 
     def json(self, i: int = -1) -> Any:
         return json.loads(self.requests[i].content)
+
+
+class Clock:
+    """A clock that moves only when a test sets ``now`` (for throttles and timers)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingPublisher(DisplayPublisher):
+    """A display publisher that keeps every message (updates and clears included) and the
+    outputs a frontend would show: updates applied by display id, ``clear_output(wait=True)``
+    applied when the next output arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[dict[str, Any]] = []
+        self.outputs: list[dict[str, Any]] = []
+        self.most = 0
+        self._clear_next = False
+        self.clock: Clock | None = None  # stamps each message, when set
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
+        display_id = (transient or {}).get("display_id")
+        self.messages.append(
+            {
+                "data": data,
+                "metadata": metadata or {},
+                "id": display_id,
+                "update": update,
+                "t": self.clock() if self.clock else None,
+            }
+        )
+        if update:
+            for output in self.outputs:
+                if output["id"] == display_id:
+                    output["data"], output["metadata"] = data, metadata or {}
+            return
+        if self._clear_next:
+            self.outputs, self._clear_next = [], False
+        self.outputs.append({"data": data, "metadata": metadata or {}, "id": display_id})
+        self.most = max(self.most, len(self.outputs))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.messages.append({"clear": wait})
+        if wait:
+            self._clear_next = True
+        else:
+            self.outputs = []

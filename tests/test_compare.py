@@ -9,39 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from IPython.core.displaypub import DisplayPublisher
+from helpers import RecordingPublisher as Recorder
 from IPython.core.error import UsageError
 
 from ofox_jupyter._compare import Column, columns_from, grid_markdown
 from ofox_jupyter._exceptions import OfoxError
-
-
-class Recorder(DisplayPublisher):
-    """Every display message, and the outputs a frontend keeps (updates and clears applied)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[dict] = []
-        self.outputs: list[dict] = []
-        self._clear_next = False
-
-    def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
-        display_id = (transient or {}).get("display_id")
-        self.messages.append({"data": data, "metadata": metadata or {}, "update": update})
-        if update:
-            for output in self.outputs:
-                if output["id"] == display_id:
-                    output["data"] = data
-            return
-        if self._clear_next:
-            self.outputs, self._clear_next = [], False
-        self.outputs.append({"data": data, "metadata": metadata or {}, "id": display_id})
-
-    def clear_output(self, wait: bool = False) -> None:
-        if wait:
-            self._clear_next = True
-        else:
-            self.outputs = []
 
 
 @pytest.fixture
@@ -62,8 +34,7 @@ def session(ip):
 
 
 LINE = (
-    '%ofox compare "Is $5 a lot? [emulator-words: 12]"'
-    " -m openai/gpt-4o,anthropic/claude-sonnet-4.5"
+    '%ofox compare "Is $5 a lot? [emulator-words: 12]" -m openai/gpt-4o,anthropic/claude-sonnet-4.5'
 )
 
 
@@ -72,7 +43,8 @@ def test_line_form_leaves_one_plain_output_and_records_each_column(ip, emu, rich
     assert result.error_in_exec is None, result.error_in_exec
     # The live view was published empty, updated while the columns streamed, then cleared.
     assert rich.messages[0]["data"] == {} and not rich.messages[0]["update"]
-    assert any(m["update"] and "ofox-compare-grid" in str(m["data"]) for m in rich.messages)
+    assert any(m.get("update") and "ofox-compare-grid" in str(m["data"]) for m in rich.messages)
+    assert {"clear": True} in rich.messages
     [final] = rich.outputs
     markdown = final["data"]["text/markdown"]
     assert markdown.count('<div style="flex:1 1 240px') == 2

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import Clock
+from helpers import RecordingPublisher as Recorder
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
 from ofox_jupyter._display import BLANK, CURSOR, LIVE_KEY, LiveReply, UpdateThrottle
@@ -23,46 +24,6 @@ from ofox_jupyter._markdown import block_starts, protect_currency
 from ofox_jupyter._streaming import TextDelta
 from ofox_jupyter.emulator._document import code_document, prose_document
 from ofox_jupyter.emulator._model import split_pieces
-
-
-class Recorder(DisplayPublisher):
-    """Keeps every display message and clear, and the outputs a frontend would show."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[dict[str, Any]] = []
-        self.outputs: list[dict[str, Any]] = []
-        self.most = 0
-        self._clear_next = False
-        self.clock: Clock | None = None  # stamps each message, when set
-
-    def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
-        display_id = (transient or {}).get("display_id")
-        self.messages.append(
-            {
-                "data": data,
-                "metadata": metadata or {},
-                "id": display_id,
-                "update": update,
-                "t": self.clock() if self.clock else None,
-            }
-        )
-        if update:
-            for output in self.outputs:
-                if output["id"] == display_id:
-                    output["data"], output["metadata"] = data, metadata or {}
-            return
-        if self._clear_next:
-            self.outputs, self._clear_next = [], False
-        self.outputs.append({"data": data, "metadata": metadata or {}, "id": display_id})
-        self.most = max(self.most, len(self.outputs))
-
-    def clear_output(self, wait: bool = False) -> None:
-        self.messages.append({"clear": wait})
-        if wait:
-            self._clear_next = True
-        else:
-            self.outputs = []
 
 
 @pytest.fixture
@@ -74,14 +35,6 @@ def recorder() -> Iterator[Recorder]:
         yield recorder
     finally:
         shell.display_pub = saved
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def stream(text: str, chunks_per_second: float, **options: Any) -> tuple[LiveReply, Clock]:
