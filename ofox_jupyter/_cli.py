@@ -132,6 +132,7 @@ class TerminalEcho:
         self._line_open = False  # the last write did not end a line
         # The reply text printed so far from the current live output; None when none is live.
         self._streamed: str | None = None
+        self._notes: set[str] = set()  # thumbnails lines printed from live outputs
 
     def _write(self, text: str) -> None:
         if text:
@@ -148,6 +149,7 @@ class TerminalEcho:
         """An nbclient ``on_cell_start`` hook: a Markdown cell as it is, a code cell's source."""
         source = cell.source.strip("\n")
         self._streamed = None
+        self._notes.clear()
         if not source:
             return
         if cell.cell_type == "markdown":
@@ -178,7 +180,14 @@ class TerminalEcho:
             live = (content.get("metadata") or {}).get(LIVE_KEY)
             if isinstance(live, dict) and isinstance(live.get("at"), int):
                 self._grow(live["at"], _text(content.get("data", {}), "text/markdown"))
-            # Other updates are the status line, thumbnails, or a live output emptied.
+            elif isinstance(live, dict) and live.get("images"):
+                # The thumbnails of the images sent, shown before the reply as in the cell;
+                # their copy published after the reply is then not printed again.
+                note = _text(content.get("data", {}), "text/plain")
+                if note and note not in self._notes:
+                    self._notes.add(note)
+                    self._write(note + "\n")
+            # Other updates are the status line or a live output emptied.
         elif kind == "error":
             self._write(f"{content.get('ename', 'Error')}: {content.get('evalue', '')}\n")
 
@@ -200,7 +209,9 @@ class TerminalEcho:
             return  # an empty output
         shown = self._streamed or ""
         if not reply:
-            # Thumbnails of the images sent, or something else the cell showed: on its own line.
+            if text in self._notes:
+                return  # printed when its live copy appeared
+            # Something else the cell showed: on its own line.
             self.end_line()
             self._write(text if text.endswith("\n") else text + "\n")
             return

@@ -72,7 +72,7 @@ CURSOR = " ▍"
 BLANK: dict[str, str] = {}
 #: Output metadata of a live output holding reply text: ``{LIVE_KEY: {"at": N}}``, where that
 #: text starts in the reply shown so far (``ofox-jupyter demo`` echoes a reply to the terminal
-#: from it).
+#: from it); ``{LIVE_KEY: {"images": True}}`` on the thumbnails of the images sent.
 LIVE_KEY = "ofox_live"
 #: Outputs one reply may use while it streams (JupyterLab hides those after its 50th).
 MAX_LIVE_OUTPUTS = 40
@@ -265,7 +265,7 @@ class LiveReply:
             return
         self._images = images
         if images:
-            self._open(thumbnails_bundle(images))
+            self._open(thumbnails_bundle(images), {LIVE_KEY: {"images": True}})
         self._open({"text/markdown": self._status()})
         if self._tick_seconds > 0:
             # Contextvars carry the kernel's parent header, so the ticker's updates reach this

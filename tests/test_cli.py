@@ -165,17 +165,20 @@ def test_quickstart_is_found_from_the_checkout() -> None:
 # -- the echo, message by message
 
 
-def display(data: dict[str, str], display_id: str | None = None) -> dict[str, object]:
-    content: dict[str, object] = {"data": data, "metadata": {}}
+def display(
+    data: dict[str, str], display_id: str | None = None, metadata: dict | None = None
+) -> dict[str, object]:
+    content: dict[str, object] = {"data": data, "metadata": metadata or {}}
     if display_id:
         content["transient"] = {"display_id": display_id}
     return {"msg_type": "display_data", "content": content}
 
 
-def update(text: str, display_id: str = "live") -> dict[str, object]:
+def update(text: str, display_id: str = "live", at: int | None = None) -> dict[str, object]:
+    """A live output's update; ``at``: where its reply text starts (LiveReply's LIVE_KEY)."""
     content = {
-        "data": {"text/markdown": text},
-        "metadata": {},
+        "data": {"text/markdown": text} if text else {},
+        "metadata": {} if at is None else {"ofox_live": {"at": at}},
         "transient": {"display_id": display_id},
     }
     return {"msg_type": "update_display_data", "content": content}
@@ -198,16 +201,39 @@ class Writes:
 def test_echo_prints_only_what_each_update_adds() -> None:
     out = Writes()
     echo = TerminalEcho(out)  # type: ignore[arg-type]
-    echo.message(display({"text/plain": ""}, "live"))  # the blank live output
-    echo.message(
-        update("… *waiting for openai/gpt-4o-mini* · 0.0 s")
-    )  # the status line: not reply text
-    echo.message(update("Hello" + CURSOR))
-    echo.message(update("Hello, wor" + CURSOR))
-    echo.message(update("Hello, world. Bye" + CURSOR))
-    echo.message(update(""))  # blanked before the final reply
-    echo.message(display({"text/markdown": "…", "text/plain": "Hello, world. Bye!\n\n— footer"}))
-    assert out.writes == ["Hello", ", wor", "ld. Bye", "!\n\n— footer\n"]
+    echo.message(display({}, "thumbs"))  # a live output, published empty
+    thumbs = update("[sent 1 image]", "thumbs")
+    thumbs["content"]["data"] = {"text/html": "<img>", "text/plain": "[sent 1 image]"}  # type: ignore[index]
+    thumbs["content"]["metadata"] = {"ofox_live": {"images": True}}  # type: ignore[index]
+    echo.message(thumbs)  # the thumbnails, printed before the reply, as in the cell
+    echo.message(display({}, "live"))
+    echo.message(update("… *waiting for openai/gpt-4o-mini* · 0.0 s"))  # the status line
+    echo.message(update("Hello" + CURSOR, at=0))
+    echo.message(update("Hello, wor" + CURSOR, at=0))
+    # A finished block is frozen in its output; the rest goes on in a new one.
+    echo.message(update("Hello, world.\n\n", at=0))
+    echo.message(display({}, "live-2"))
+    echo.message(update("Bye" + CURSOR, "live-2", at=15))
+    # The cell starts again under a note (too many outputs): the note is not reply text, and
+    # what was printed is not printed twice.
+    echo.message(display({}, "note"))
+    echo.message(update("*… 15 characters above*", "note"))
+    echo.message(display({}, "live-3"))
+    echo.message(update("Bye" + CURSOR, "live-3", at=15))
+    echo.message(update("Bye for now" + CURSOR, "live-3", at=15))
+    # The live outputs are cleared; the thumbnails and the final reply are published.
+    echo.message(display({"text/plain": "[sent 1 image]"}))
+    final = "Hello, world.\n\nBye for now!\n\n— footer"
+    echo.message(display({"text/markdown": "…", "text/plain": final}, metadata={"ofox": {}}))
+    assert out.writes == [
+        "[sent 1 image]\n",
+        "Hello",
+        ", wor",
+        "ld.\n\n",
+        "Bye",
+        " for now",
+        "!\n\n— footer\n",
+    ]
 
 
 def test_echo_shows_streams_results_errors_and_skips_blanks() -> None:
