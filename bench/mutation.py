@@ -132,6 +132,8 @@ def _sql_case_only(name: str, minus: list[str], plus: list[str]) -> bool:
             or _SQL_FUNCTION.search(a)
             # HistoryStore.match puts these column names into its WHERE clause
             or ("HistoryStoreǁmatch__" in name and a in ('"turn_id"', '"origin"', '"cell_id"'))
+            # add_usage's upsert: "x = x + excluded.x" (column names and the excluded. table)
+            or ("HistoryStoreǁadd_usage__" in name and "+ excluded." in a)
         )
         for a, b in changed
     )
@@ -250,8 +252,8 @@ EQUIVALENT.append(
 EQUIVALENT.append(
     (
         "store-failure-verb",
-        "_session._store_failed(err, what) only asks whether `what` is \"read\"; any other word"
-        " (the mutants' None, \"XXwriteXX\", \"WRITE\" for \"write\") gives the same notice",
+        '_session._store_failed(err, what) only asks whether `what` is "read"; any other word'
+        ' (the mutants\' None, "XXwriteXX", "WRITE" for "write") gives the same notice',
         lambda name, minus, plus: (
             "NotebookSessionǁ_write__" in name
             and len(minus) == len(plus) == 1
@@ -367,6 +369,37 @@ _HISTORY_SAME = [
             "Conversation(index.name, loader=self.load_turns)",
         )
     ],
+    # the note for a lost image: a missing "url" read as None, nothing or "XXXX" is not one of
+    # the store's image references either
+    *[
+        (
+            "_restore_images",
+            'and str(part["image_url"].get("url", "")).startswith(_IMAGE_REF)',
+            f'and str(part["image_url"].get("url", {v})).startswith(_IMAGE_REF)',
+        )
+        for v in ("None", "", '"XXXX"')
+    ],
+    # _sizes' fallback cannot be reached: a parsed turn's texts and tool calls are strings, so
+    # turn_sizes cannot raise
+    *[
+        ("_sizes", "return 0, 0, 0", after)
+        for after in ("return 1, 0, 0", "return 0, 1, 0", "return 0, 0, 1")
+    ],
+    # a cell id that is not text is only looked up by callers passing text or None, which
+    # never equals bytes or a number
+    (
+        "into",
+        "[c if isinstance(c, str) else None for c in cells],",
+        "[c if (isinstance(c, str)) or True else None for c in cells],",
+    ),
+    # a failed ROLLBACK or DETACH only swaps one SQLite error for another, which _check_file
+    # swallows; the old connection is closed right after, discarding its transaction
+    ("_carry_over", 'old.execute("ROLLBACK")', 'old.execute("XXROLLBACKXX")'),
+    (
+        "_carry_over",
+        'old.execute("DETACH DATABASE fresh")',
+        'old.execute("XXDETACH DATABASE freshXX")',
+    ),
     # SQLite only returns str, bytes, int, float or None; json.loads raises TypeError on the
     # others, which is caught, giving None as before
     (
@@ -383,6 +416,29 @@ EQUIVALENT.append(
         lambda name, minus, plus: any(
             f"{function}__mutmut_" in name and minus == [before] and plus == [after]
             for function, before, after in _HISTORY_SAME
+        ),
+    )
+)
+
+EQUIVALENT.append(
+    (
+        "falsy-markdown-flag",
+        "_render.final_bundle: render_replies(..., markdown=None) is markdown=False (tested for"
+        ' truth only); _session._parse_json_reply: stripping "X" as well as backticks from a'
+        " fenced reply changes nothing, since JSON text never starts or ends with an X",
+        lambda name, minus, plus: (
+            len(minus) == len(plus) == 1
+            and (
+                (
+                    ".x_final_bundle__mutmut_" in name
+                    and plus[0] == minus[0].replace("markdown=False", "markdown=None")
+                )
+                or (
+                    ".x__parse_json_reply__mutmut_" in name
+                    and plus[0] == minus[0].replace('strip("`")', 'strip("XX`XX")')
+                )
+            )
+            and minus != plus
         ),
     )
 )

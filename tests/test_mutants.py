@@ -2536,3 +2536,147 @@ def test_an_error_text_from_the_stream_is_cut_to_300_characters():
         with pytest.raises(Exception) as caught:
             state.on_event("", json.dumps({"error": "e" * length}))
         assert shown in str(caught.value) and "e" * (len(shown) + 1) not in str(caught.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Second round: the plain copy of a long reply, the non-streamed path, the async path
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1_999, 2_000, 2_001, 5_000])
+def test_a_long_replys_plain_copy_is_its_first_thousand_characters(length):
+    from ofox_jupyter._render import PLAIN_COPY_LIMIT
+
+    text = "".join(chr(ord("a") + i % 26) for i in range(length))
+    plain = final_bundle(exchange(text), "markdown")["text/plain"]
+    body = plain.split("\n\n— ")[0]
+    if length <= PLAIN_COPY_LIMIT:
+        assert body == text
+    else:
+        assert body == f"{text[:1000]}… ({length - 1000:,} more characters in the Markdown)"
+    assert final_bundle(exchange(text), "text")["text/plain"].startswith(text)  # --format text
+
+
+def test_text_format_of_an_empty_reply_is_the_footer_alone():
+    assert final_bundle(exchange(""), "text") == {
+        "text/plain": "— m · 1.50 s · ⚠ the model sent an empty reply"
+    }
+
+
+def test_a_stored_turn_with_null_replies_comes_back_without_replies():
+    from ofox_jupyter._conversation import Turn
+
+    turn = Turn.from_dict(
+        {"id": "t", "chat": "main", "user": {"role": "user", "content": "q"}, "replies": None}
+    )
+    assert turn.replies == () and turn.user.text == "q"
+
+
+def test_a_non_streamed_reply_sends_the_options_and_tells_the_listener(ip, emu):
+    from ofox_jupyter._session import AskOptions
+    from ofox_jupyter._streaming import FinishEvent, TextDelta
+
+    events = []
+    session = _magics(ip).session
+    session.ask(
+        "hi",
+        AskOptions(model="openai/gpt-4o", stream=False, params={"temperature": 0.3}),
+        events.append,
+    )
+    body = [r.body for r in emu.requests if r.path.endswith("/chat/completions")][-1]
+    assert body["temperature"] == 0.3 and body.get("stream") in (None, False)
+    assert any(isinstance(e, TextDelta) and "hi" in e.text for e in events)
+    assert any(isinstance(e, FinishEvent) for e in events)
+
+
+def test_an_interrupt_while_streaming_keeps_the_partial_reply_marked(ip, emu):
+    """Ctrl-C mid-stream, made deterministic: the listener raises it on the fifth piece."""
+    from ofox_jupyter._session import AskOptions, Interrupted
+    from ofox_jupyter._streaming import TextDelta
+
+    seen = []
+
+    def listener(event):
+        if isinstance(event, TextDelta):
+            seen.append(event.text)
+            if len(seen) == 5:
+                raise KeyboardInterrupt
+
+    session = _magics(ip).session
+    with pytest.raises(Interrupted) as stopped:
+        session.ask("long [emulator-words: 50]", AskOptions(model="openai/gpt-4o"), listener)
+    partial = stopped.value.exchange
+    assert partial is not None and partial.status == "interrupted"
+    turn = session.chats["main"].turns[-1]
+    assert turn.status == "interrupted" and turn.text.startswith("".join(seen[:4]))
+
+
+def test_a_store_error_without_a_message_is_named_by_its_kind(ip, emu, monkeypatch, capsys):
+    session = _magics(ip).session
+
+    def fails(*args, **kwargs):
+        raise OSError()
+
+    monkeypatch.setattr(session.store, "save_turn", fails)
+    capsys.readouterr()
+    ip.run_cell("%%ofox\nhello")
+    out = capsys.readouterr().out
+    assert f"cannot save to {session.store.path} (OSError)" in out
+
+
+def test_the_async_path_fetches_the_catalog_once_and_tells_tool_results(ip, emu):
+    import asyncio
+
+    from ofox_jupyter._session import AskOptions
+    from ofox_jupyter._tools import ToolRegistry, ToolResult
+
+    def word_count(text: str) -> int:
+        """Count the words."""
+        return len(text.split())
+
+    session = _magics(ip).session
+    events = []
+
+    async def both():
+        options = AskOptions(model="openai/gpt-4o", tools=ToolRegistry([word_count]))
+        await session.ask_async('count: word_count {"text": "a b"}', options, events.append)
+        await session.ask_async("again", AskOptions(model="openai/gpt-4o"), events.append)
+
+    asyncio.run(both())
+    catalog_fetches = [r for r in emu.requests if r.path.endswith("/models")]
+    assert len(catalog_fetches) == 1
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert results and results[0].content == "2"
+
+
+def test_tool_rounds_sum_their_cached_and_reasoning_tokens(ip, emu):
+    def word_count(text: str) -> int:
+        """Count the words."""
+        return len(text.split())
+
+    ip.user_ns["word_count"] = word_count
+    ip.run_cell(
+        "%%ofox --tools word_count -m openai/gpt-4o\n"
+        'count: word_count {"text": "a b"} [emulator-cached: 4] [emulator-reasoning: 3]'
+    )
+    usage = ip.user_ns["_ofox"].reply.usage
+    assert ip.user_ns["_ofox"].requests == 2
+    assert usage.cached_tokens == 8 and usage.reasoning_tokens == 6  # two requests, summed
+
+
+def test_history_at_a_glance_cuts_each_side_at_240_characters():
+    from ofox_jupyter._conversation import Conversation, Turn
+    from ofox_jupyter._messages import user
+    from ofox_jupyter._session import render_history
+
+    chat = Conversation(
+        "c", None, [Turn(id="t", chat="c", user=user("x" * 241), replies=(assistant("ok"),))]
+    )
+    _, plain = render_history(chat)
+    assert f"You: {'x' * 240}… (1 more characters)" in plain
+
+
+def test_every_rounds_text_keeps_its_dollars_in_plain_text():
+    ex = exchange("done", replies=(assistant("First $5, then a tool."), assistant("It is $7.")))
+    assert render_replies(ex, markdown=False) == "First $5, then a tool.\n\nIt is $7."
+    assert render_replies(ex) == "First \\\\$5, then a tool.\n\nIt is \\\\$7."
