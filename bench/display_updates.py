@@ -49,7 +49,7 @@ LIVE_KEY = "ofox_live"  # ofox_jupyter._display.LIVE_KEY (not imported: the kern
 #: Characters per word of the emulator's structured documents (to aim at a size).
 CHARS_PER_WORD = {"prose": 6.6, "code": 10.1}
 #: [emulator-delay: S] that gives about this many chunks a second (asyncio's sleep overshoots).
-DELAY_FOR_RATE = {100: 0.0093, 500: 0.0013}
+DELAY_FOR_RATE = {100: 0.0093, 500: 0.0019}
 
 # Runs in the kernel after the streamed cell: the renderer's timestamps (monotonic), the offset
 # that turns them into wall-clock time, and the chunks as the emulator split them.

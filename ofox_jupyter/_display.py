@@ -102,9 +102,10 @@ class UpdateThrottle:
       costs nothing more);
     * once the text that arrived since the last update is at least ``1 / max_cost`` of what the
       update sends (so the bytes stay within ``max_cost`` times the reply);
-    * in any case once text has waited ``max_gap`` seconds, as long as the bytes sent stay within
-      budget — a reply with nowhere to cut (one paragraph of 100k characters) is the exception,
-      and then grows by the rule above.
+    * in any case once text has waited ``max_gap`` seconds, unless that would take the bytes sent
+      past :data:`_GAP_BUDGET` times the text arrived (plus a little): a reply with nowhere to
+      cut (one paragraph of 100k characters) then grows by the rule above rather than costing
+      bytes that grow with its square.
 
     Freezing finished blocks keeps what an update sends small, so these rarely conflict."""
 
