@@ -443,6 +443,56 @@ EQUIVALENT.append(
     )
 )
 
+EQUIVALENT.append(
+    (
+        "recorded-either-way",
+        "_session._finish: a reply is recorded when it is complete or has content; a complete"
+        " reply always has a message in `replies` (the tool loop appends one), and text always"
+        " comes with one, so `text or replies` is `text and replies` here and the status test is"
+        " implied by it",
+        lambda name, minus, plus: (
+            "NotebookSessionǁ_finish__" in name
+            and len(minus) == len(plus) == 1
+            and (
+                (
+                    minus[0] == "has_content = bool(reply.text or exchange.replies)"
+                    and plus[0] == "has_content = bool(reply.text and exchange.replies)"
+                )
+                or (
+                    'exchange.status == "complete" or has_content' in minus[0]
+                    and plus[0]
+                    in (
+                        minus[0].replace('"complete"', '"XXcompleteXX"'),
+                        minus[0].replace('"complete"', '"COMPLETE"'),
+                    )
+                )
+            )
+        ),
+    )
+)
+EQUIVALENT.append(
+    (
+        "unread-request-base",
+        "_session._prepare: the conversation a request is built from is only asked for its"
+        " messages, never its name; `_store_busy` is only tested for truth (None is False)",
+        lambda name, minus, plus: (
+            len(minus) == len(plus) == 1
+            and (
+                (
+                    "NotebookSessionǁ_prepare__" in name
+                    and minus[0] == "base = Conversation(options.chat)"
+                    and plus[0] == "base = Conversation(None)"
+                )
+                or (
+                    ("NotebookSessionǁ_prepare__" in name or "NotebookSessionǁreset__" in name)
+                    and minus[0].startswith("self._store_busy = False")
+                    and plus[0] == minus[0].replace("False", "None", 1)
+                )
+            )
+        ),
+    )
+)
+
 KILLED = {"killed", "timeout"}
 
 

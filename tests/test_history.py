@@ -376,7 +376,10 @@ def test_a_deleted_database_is_recreated_with_what_memory_holds(ip, store_path, 
         Path(str(store_path) + suffix).unlink(missing_ok=True)
     capsys.readouterr()
     cell(ip, "", "third")
-    assert "was deleted; made a new one" in capsys.readouterr().out
+    assert (
+        f"ofox: the history database {store_path} was deleted; made a new one and kept this"
+        " notebook's chats in it"
+    ) in capsys.readouterr().out
     assert store_path.exists()
     assert stored(store_path, magics(ip).session.notebook)["main"] == ["first", "second", "third"]
 

@@ -11,6 +11,7 @@ import json
 import pickle
 
 import pytest
+from IPython.core.error import UsageError
 
 from ofox_jupyter import _config
 from ofox_jupyter._config import (
@@ -2680,3 +2681,65 @@ def test_every_rounds_text_keeps_its_dollars_in_plain_text():
     ex = exchange("done", replies=(assistant("First $5, then a tool."), assistant("It is $7.")))
     assert render_replies(ex, markdown=False) == "First $5, then a tool.\n\nIt is $7."
     assert render_replies(ex) == "First \\\\$5, then a tool.\n\nIt is \\\\$7."
+
+
+# --------------------------------------------------------------------------------------------
+# Third round: the thinking timer, a retired model, a reset while the store refuses writes
+# --------------------------------------------------------------------------------------------
+
+
+def test_thinking_time_runs_from_the_first_thought_to_the_first_text_or_tool_call():
+    from ofox_jupyter._session import _ReasoningTimer
+    from ofox_jupyter._streaming import ReasoningDelta, TextDelta, ToolCallDelta
+
+    now = [10.0]
+    timer = _ReasoningTimer(lambda: now[0])
+    assert timer.seconds() is None  # no thinking at all
+    timer.see(TextDelta("a plain reply"))
+    assert timer.seconds() is None
+    timer.see(ReasoningDelta("hmm"))
+    now[0] = 12.5
+    timer.see(ReasoningDelta("more"))  # still thinking: the start stays
+    assert timer.seconds() == 2.5  # open: up to now
+    now[0] = 13.0
+    timer.see(TextDelta("answer"))
+    now[0] = 20.0
+    timer.see(TextDelta("more answer"))
+    timer.see(ReasoningDelta("a late thought"))
+    assert timer.seconds() == 3.0  # closed at the first text, whatever came after
+
+    tool = _ReasoningTimer(lambda: now[0])
+    tool.see(ReasoningDelta("plan"))
+    now[0] = 20.25
+    tool.see(ToolCallDelta(position=0, id="c", name="f", arguments=""))
+    now[0] = 30.0
+    assert tool.seconds() == 0.25
+
+    backwards = _ReasoningTimer(lambda: now[0])
+    backwards.see(ReasoningDelta("x"))
+    now[0] = 29.0  # a clock that went back gives no negative time
+    assert backwards.seconds() == 0.0
+
+
+def test_a_retired_model_is_refused_before_anything_is_sent(ip, emu):
+    with pytest.raises(UsageError) as refused:
+        ip.run_cell_magic("ofox", "-m openai/gpt-4-turbo", "hello")
+    assert str(refused.value) == (
+        "openai/gpt-4-turbo is retired (the catalog marks it deprecated)"
+        " — pick another model: %ofox models lists the current ones"
+    )
+    assert not [r for r in emu.requests if r.path.endswith("/chat/completions")]
+
+
+def test_a_reset_chat_does_not_come_back_when_the_store_works_again(ip, emu):
+    magics = _magics(ip)
+    store = magics.session.store
+    store._db.execute("PRAGMA query_only = ON")
+    ip.run_cell("%%ofox --chat gone\nforget me")
+    ip.run_cell("%%ofox --chat kept\nkeep me")
+    ip.run_line_magic("ofox", "reset --chat gone")
+    store._db.execute("PRAGMA query_only = OFF")
+    ip.run_cell("%%ofox --chat kept\nand me")  # the store takes the waiting writes now
+    chats = _reopened(ip)
+    assert "gone" not in chats or chats["gone"] == []
+    assert [t.user.text for t in chats["kept"]] == ["keep me", "and me"]
