@@ -3,6 +3,7 @@
     .venv/bin/python bench/mutation.py                # full run, ~see the report at the end
     .venv/bin/python bench/mutation.py --module _render   # only one module (repeatable)
     .venv/bin/python bench/mutation.py --report-only  # re-print the last run's scores
+    .venv/bin/python bench/mutation.py --rerun-survivors  # survivors again, with new tests
 
 The repository is copied to a scratch directory (``--workdir``, default
 ``$TMPDIR/ofox-mutation``), never touched in place: mutmut 3 then copies that copy into its own
@@ -503,6 +504,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-children", type=int, default=2)
     p.add_argument("--test-timeout", type=int, default=30, help="pytest-timeout per test, s")
     p.add_argument("--report-only", action="store_true", help="print the last run's results")
+    p.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="run the last run's surviving mutants again with today's tests",
+    )
     p.add_argument("--diffs", action="store_true", help="print the full diff of each survivor")
     return p.parse_args()
 
@@ -554,16 +560,17 @@ def prepare(workdir: Path, modules: list[str], test_timeout: int) -> None:
     pyproject.write_text(text, "utf-8")
 
 
-def run_mutmut(workdir: Path, max_children: int) -> float:
+def run_mutmut(workdir: Path, max_children: int, names: list[str] | None = None) -> float:
     env = dict(os.environ)
     # The root conftest.py sets up an isolated environment itself; no real key or server.
     for name in ("OFOX_API_KEY", "OFOX_BASE_URL", "JPY_SESSION_NAME", "OFOX_EMULATOR_DELAY"):
         env.pop(name, None)
     start = time.monotonic()
-    log = workdir / "mutmut.log"
+    log = workdir / ("mutmut-rerun.log" if names else "mutmut.log")
     with open(log, "w") as out:
         done = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+            + (names or []),
             cwd=workdir,
             env=env,
             stdout=out,
@@ -697,13 +704,46 @@ def report(workdir: Path, show_diffs: bool, elapsed: float | None) -> float:
     return overall
 
 
+def rerun_survivors(workdir: Path, max_children: int, modules: list[str]) -> float:
+    """Run the mutants a finished run did not kill again, against the repository's tests as
+    they are now (new tests can only kill more; a killed mutant stays killed). Only when the
+    mutated modules are unchanged since that run: otherwise its mutants are not today's."""
+    for module in MODULES:
+        ours, theirs = (
+            ROOT / "ofox_jupyter" / f"{module}.py",
+            workdir / "ofox_jupyter" / f"{module}.py",
+        )
+        if theirs.exists() and ours.read_bytes() != theirs.read_bytes():
+            sys.exit(f"{module}.py changed since the run in {workdir}: run again from scratch")
+    for name in ("tests", "conftest.py"):
+        source, target = ROOT / name, workdir / name
+        if source.is_dir():
+            shutil.copytree(
+                source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(source, target)
+    results = load_results(workdir)
+    names = [
+        name
+        for module, statuses in results.items()
+        if module in modules
+        for name, status in statuses.items()
+        if status not in KILLED
+    ]
+    print(f"Running {len(names)} surviving mutants again in {workdir} ...", flush=True)
+    return run_mutmut(workdir, max_children, names) if names else 0.0
+
+
 def main() -> None:
     args = parse_args()
     workdir: Path = args.workdir.resolve()
     if ROOT in workdir.parents or workdir == ROOT:
         sys.exit("--workdir must be outside the repository")
     elapsed = None
-    if not args.report_only:
+    if args.rerun_survivors:
+        elapsed = rerun_survivors(workdir, args.max_children, args.module or MODULES)
+    elif not args.report_only:
         prepare(workdir, args.module or MODULES, args.test_timeout)
         print(f"Mutating {', '.join(args.module or MODULES)} in {workdir} ...", flush=True)
         elapsed = run_mutmut(workdir, args.max_children)
