@@ -85,7 +85,7 @@ _BURST = 2.0
 #: The ``max_gap`` rule sends updates as long as all updates together stay within this many
 #: times the text arrived, plus :data:`_BUDGET_SLACK` characters (with the final render, about
 #: three times the reply at most).
-_GAP_BUDGET = 2.0
+_GAP_BUDGET = 2.25
 _BUDGET_SLACK = 16_384
 #: While the model thinks, the collapsed thinking block holds only its latest characters.
 _LIVE_THINKING_CHARS = 2_000
