@@ -335,7 +335,11 @@ class LiveReply:
             elif isinstance(event, RoundStart):
                 self._round = event.number
             elif isinstance(event, FinishEvent):
-                pass  # the finish reason goes to the footer
+                # The last text goes out now, not after the throttle's wait: what follows (the
+                # history write, the final render) takes a moment of its own. The finish reason
+                # itself goes to the footer.
+                if self.mode != "text" and self.throttle.pending(self._size) > 0:
+                    self._show(self._clock())
 
     def _on_reasoning(self, text: str) -> None:
         now = self._clock()

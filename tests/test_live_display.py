@@ -190,3 +190,13 @@ def test_throttle_bounds_rate_gaps_and_bytes():
     assert in_any_second <= 12 + 2  # the rate, and a burst of two
     assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 0.5
     assert sent <= 2 * size
+
+
+def test_the_last_text_is_shown_when_the_stream_finishes(recorder):
+    from ofox_jupyter._streaming import FinishEvent
+
+    live, clock = stream("One paragraph that ends here.", 500)
+    shown = shown_text(recorder)
+    clock.now += 0.01  # the finish arrives at once: no throttle wait for the last words
+    live(FinishEvent("stop"))
+    assert shown_text(recorder) == "One paragraph that ends here." != shown
