@@ -708,13 +708,21 @@ def rerun_survivors(workdir: Path, max_children: int, modules: list[str]) -> flo
     """Run the mutants a finished run did not kill again, against the repository's tests as
     they are now (new tests can only kill more; a killed mutant stays killed). Only when the
     mutated modules are unchanged since that run: otherwise its mutants are not today's."""
-    for module in MODULES:
+    for module in modules:
         ours, theirs = (
             ROOT / "ofox_jupyter" / f"{module}.py",
             workdir / "ofox_jupyter" / f"{module}.py",
         )
         if theirs.exists() and ours.read_bytes() != theirs.read_bytes():
             sys.exit(f"{module}.py changed since the run in {workdir}: run again from scratch")
+    # Today's package (the modules not mutated may have changed too, and today's tests expect
+    # them as they are); mutmut makes a changed module's mutants again, as not checked.
+    shutil.copytree(
+        ROOT / "ofox_jupyter",
+        workdir / "ofox_jupyter",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     for name in ("tests", "conftest.py"):
         source, target = ROOT / name, workdir / name
         if source.is_dir():
