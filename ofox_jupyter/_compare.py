@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._display import BLANK, CURSOR, LiveReply
+from ._display import BLANK, LiveReply
 from ._exceptions import OfoxError
 from ._markdown import dollars
 from ._render import footer_parts, render_replies
@@ -203,10 +203,7 @@ class Comparison:
 
     def _sink(self, index: int) -> Callable[[dict[str, str]], None]:
         def show(bundle: dict[str, str]) -> None:
-            text = bundle.get("text/markdown") or bundle.get("text/plain", "")
-            self.bodies[index] = text.removesuffix(CURSOR) + (
-                CURSOR if text.endswith(CURSOR) else ""
-            )
+            self.bodies[index] = bundle.get("text/markdown") or bundle.get("text/plain", "")
             self._show()
 
         return show

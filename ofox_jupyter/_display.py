@@ -177,6 +177,10 @@ class _LiveCall:
         self.arguments: list[str] = []
         self.result: ToolResult | None = None
 
+    def markdown(self) -> str:
+        """Its collapsible block, set apart from the text around it."""
+        return "\n\n" + call_block(self.name, "".join(self.arguments), self.result) + "\n\n"
+
 
 class _Cut:
     """Where the growing part of a reply can be split: ``position`` in its Markdown, and the
@@ -449,11 +453,7 @@ class LiveReply:
                             _Cut(length + len(head), index, start + at, len(self._reasoning))
                         )
             else:
-                markdown = (
-                    "\n\n"
-                    + call_block(segment.name, "".join(segment.arguments), segment.result)
-                    + "\n\n"
-                )
+                markdown = segment.markdown()
                 if segment.result is not None and index + 1 < len(segments):
                     cuts.append(_Cut(length + len(markdown), index + 1, 0, len(self._reasoning)))
             pieces.append(markdown)
@@ -469,11 +469,7 @@ class LiveReply:
             if isinstance(segment, list):
                 pieces.append(protect_currency("".join(segment)))
             else:
-                pieces.append(
-                    "\n\n"
-                    + call_block(segment.name, "".join(segment.arguments), segment.result)
-                    + "\n\n"
-                )
+                pieces.append(segment.markdown())
         return "".join(pieces)
 
     def _next_cost(self) -> int:

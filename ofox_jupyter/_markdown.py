@@ -27,7 +27,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ESCAPED_DOLLAR", "block_starts", "dollars", "protect_currency", "use_escape_for"]
+__all__ = [
+    "ESCAPED_DOLLAR",
+    "block_starts",
+    "dollars",
+    "protect_currency",
+    "quoted",
+    "use_escape_for",
+]
 
 #: How a dollar that is money is written in Markdown we show (see the module docstring).
 ESCAPED_DOLLAR = "\\\\$"
@@ -52,6 +59,11 @@ def dollars(text: str) -> str:
     """Our own text for Markdown or HTML: each ``$`` as ``&#36;``, which no math renderer
     pairs up."""
     return text.replace("$", "&#36;")
+
+
+def quoted(text: str) -> str:
+    """``text`` (a user's words) as a Markdown block quote, its money escaped; ``>`` when empty."""
+    return "\n".join(f"> {line}" for line in protect_currency(text).splitlines()) or ">"
 
 
 def protect_currency(markdown: str) -> str:

@@ -20,7 +20,7 @@ import html
 from collections.abc import Sequence
 
 from ._conversation import Conversation
-from ._markdown import dollars, protect_currency
+from ._markdown import dollars, protect_currency, quoted
 
 __all__ = ["TRANSCRIPT_CLASS", "chat_transcript", "columns_transcript", "wrap_transcript"]
 
@@ -58,11 +58,10 @@ def chat_transcript(conversation: Conversation | None, name: str) -> dict[str, s
     for turn in turns:
         images = len(turn.user.images)
         attached = f" *(+{images} image{'s' * (images != 1)})*" if images else ""
-        question = "\n".join(f"> {line}" for line in protect_currency(turn.user.text).splitlines())
         answer = protect_currency(turn.text) or "*(no text)*"
         status = f"\n\n*{turn.status}*" if turn.status != "complete" else ""
         model = turn.served_model or turn.model
-        you = f"**You**{attached}\n\n{question or '>'}"
+        you = f"**You**{attached}\n\n{quoted(turn.user.text)}"
         markdown.append(f"{you}\n\n**{model}**\n\n{answer}{status}")
         plain.append(f"You: {turn.user.text}\n{model}: {turn.text}")
     return wrap_transcript(
@@ -76,9 +75,8 @@ def columns_transcript(
     prompt: str, labels: Sequence[str], markdown_grid: str, plain: str
 ) -> dict[str, str]:
     """A comparison's last run: its prompt and columns."""
-    quoted = "\n".join(f"> {line}" for line in protect_currency(prompt).splitlines()) or ">"
     return wrap_transcript(
         f"comparison of {len(labels)} columns (a copy that stays readable without the kernel)",
-        f"{quoted}\n\n{markdown_grid}",
+        f"{quoted(prompt)}\n\n{markdown_grid}",
         f"{prompt}\n\n{plain}",
     )

@@ -42,7 +42,7 @@ import traitlets
 from ._compare import COMPARE_CHAT, grid_markdown, plain_columns
 from ._display import LiveReply, UpdateThrottle
 from ._exceptions import OfoxError
-from ._markdown import protect_currency
+from ._markdown import protect_currency, quoted
 from ._render import footer_parts, render_replies
 from ._session import AskOptions, Exchange, Interrupted
 from ._transcript import chat_transcript, columns_transcript, wrap_transcript
@@ -398,8 +398,7 @@ class ChatWidget(_Transcribed, _Streaming, widgets.VBox):  # type: ignore[misc]
     @staticmethod
     def _user_markdown(text: str, images: int) -> str:
         attached = f" *(+{images} image{'s' * (images != 1)})*" if images else ""
-        quoted = "\n".join(f"> {line}" for line in protect_currency(text).splitlines() or [""])
-        return f"**You**{attached}\n\n{quoted}"
+        return f"**You**{attached}\n\n{quoted(text)}"
 
     @staticmethod
     def _message(text: str) -> widgets.Output:
