@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -155,11 +154,6 @@ def _magics() -> OfoxMagics:
         shell.extension_manager.load_extension("ofox_jupyter")
         magics = shell.magics_manager.registry["OfoxMagics"]
     return magics  # type: ignore[no-any-return]
-
-
-def _plain_footer(value: str) -> str:
-    """A footer widget's HTML as plain text (the transcript escapes it again)."""
-    return html.unescape(re.sub(r"<[^>]+>", " ", value)).strip()
 
 
 def _markdown(text: str) -> dict[str, Any]:
@@ -530,6 +524,12 @@ class _Column:
         self.label = label
         self.exchange: Exchange | None = None
         self.text = ""  # what the column shows now (Markdown)
+        self.footer_text = ""
+
+    def set_footer(self, text: str) -> None:
+        """The footer, kept as plain text too (for the panel's plain copy)."""
+        self.footer_text = text
+        self.footer.value = html.escape(text)
 
     def show(self, bundle: dict[str, str]) -> None:
         self.text = bundle.get("text/markdown") or bundle.get("text/plain", "")
@@ -595,7 +595,7 @@ class CompareWidget(_Transcribed, _Streaming, widgets.VBox):  # type: ignore[mis
                 f"comparison of {', '.join(labels)} (not run yet)", "", "(not run yet)"
             )
         bodies = [c.text for c in self.columns]
-        footers = [_plain_footer(c.footer.value) for c in self.columns]
+        footers = [c.footer_text for c in self.columns]
         return columns_transcript(
             self._last_prompt,
             labels,
@@ -653,21 +653,21 @@ class CompareWidget(_Transcribed, _Streaming, widgets.VBox):  # type: ignore[mis
         )
         live = LiveReply(column.model, sink=column.show, tick_seconds=0)
         live.start()
-        column.footer.value = "streaming…"
+        column.set_footer("streaming…")
         try:
             exchange = await self._magics.session.ask_async(prompt, options, live)
         except Interrupted as stop:
             partial = stop.exchange
             text = render_replies(partial) if partial is not None else ""
             column.show({"text/markdown": f"{text}\n\n{STOPPED_LINE}" if text else STOPPED_LINE})
-            column.footer.value = ""  # the column says it once, under its text
+            column.set_footer("")  # the column says it once, under its text
             column.exchange = partial
         except OfoxError as err:
             column.show({"text/markdown": "*(no reply)*"})
-            column.footer.value = f"⚠ {html.escape(err.one_line())}"
+            column.set_footer(f"⚠ {err.one_line()}")
         else:
             column.exchange = exchange
             column.show({"text/markdown": render_replies(exchange) or "*(no text)*"})
             facts, warnings = footer_parts(exchange)
             shown = facts[1:] + [f"⚠ {w}" for w in warnings]  # the model is the column's title
-            column.footer.value = html.escape(" · ".join(shown))
+            column.set_footer(" · ".join(shown))
