@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._markdown import block_starts, protect_currency
+from ._markdown import FenceState, block_starts, protect_currency
 from ._render import (
     call_block,
     final_bundle,
@@ -49,7 +49,7 @@ from ._render import (
     thumbnails_bundle,
 )
 from ._session import Exchange, RoundStart, SessionEvent
-from ._streaming import FinishEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from ._streaming import ReasoningDelta, TextDelta, ToolCallDelta
 from ._tools import ToolResult
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ __all__ = [
     "CURSOR",
     "LIVE_KEY",
     "MAX_GAP",
+    "MAX_GAP_IN_CODE",
     "MAX_LIVE_OUTPUTS",
     "LiveReply",
     "UpdateThrottle",
@@ -78,6 +79,10 @@ LIVE_KEY = "ofox_live"
 MAX_LIVE_OUTPUTS = 40
 #: The longest text that has arrived waits before it is shown, in seconds (target: 0.5).
 MAX_GAP = 0.45
+#: The same inside a fenced code block, which cannot be cut: every update there re-sends the
+#: block so far, so its updates come as late as the target allows (timed to the next chunk's
+#: expected arrival, see :meth:`UpdateThrottle.due`, rather than to the first chunk after).
+MAX_GAP_IN_CODE = 0.48
 #: Seconds between two updates at the least (a block that ends just after an update waits).
 _MIN_SPACING = 0.03
 #: Updates that may follow each other faster than ``max_rate`` (a finished block, then more).
@@ -107,13 +112,24 @@ class UpdateThrottle:
       cut (one paragraph of 100k characters) then grows by the rule above rather than costing
       bytes that grow with its square.
 
+    Inside a fenced code block only the last rule applies, with ``max_gap_in_code``: nothing
+    there can be frozen, so an early update would only be one more copy of the block, and it
+    would move the next ones later into the block, where they cost more. The wait is measured
+    against when the next chunk is expected (``lead``): if it would come after the deadline, the
+    update goes out now.
+
     Freezing finished blocks keeps what an update sends small, so these rarely conflict."""
 
     def __init__(
-        self, max_rate: float = 12.0, max_gap: float = MAX_GAP, max_cost: float = 1.5
+        self,
+        max_rate: float = 12.0,
+        max_gap: float = MAX_GAP,
+        max_cost: float = 1.5,
+        max_gap_in_code: float = MAX_GAP_IN_CODE,
     ) -> None:
         self.max_rate = max_rate
         self.max_gap = max_gap
+        self.max_gap_in_code = max_gap_in_code
         self.max_cost = max_cost
         self._tokens = _BURST
         self._last_time: float | None = None
@@ -131,27 +147,49 @@ class UpdateThrottle:
     def _within_budget(self, size: int, cost: int) -> bool:
         return self._sent + cost <= _GAP_BUDGET * size + _BUDGET_SLACK
 
-    def due(self, now: float, size: int, cost: int, *, block_end: bool = False) -> bool:
+    def gap(self, in_code: bool) -> float:
+        return self.max_gap_in_code if in_code else self.max_gap
+
+    def due(
+        self,
+        now: float,
+        size: int,
+        cost: int,
+        *,
+        block_end: bool = False,
+        in_code: bool = False,
+        lead: float = 0.0,
+    ) -> bool:
         """Whether to send an update of ``cost`` characters now that ``size`` have arrived;
-        ``block_end``: the text now ends a finished block."""
+        ``block_end``: the text now ends a finished block; ``in_code``: it ends inside a fenced
+        code block; ``lead``: about how long until the next chunk (in code only)."""
         if self._last_time is None:
             return True  # the first text is shown at once
         new = size - self._last_size
         if new <= 0 or not self._allowed(now):
             return False
+        if in_code:
+            waited = now + min(lead, self.max_gap_in_code / 4) - self._last_time
+            return waited >= self.max_gap_in_code and self._within_budget(size, cost)
         if block_end or new * self.max_cost >= cost:
             return True
         return now - self._last_time >= self.max_gap and self._within_budget(size, cost)
 
-    def overdue(self, now: float, size: int, cost: int) -> bool:
-        """Text has arrived and waited ``max_gap`` (checked by the ticker between chunks)."""
+    def overdue(self, now: float, size: int, cost: int, *, in_code: bool = False) -> bool:
+        """Text has arrived and waited its ``max_gap`` (checked by the ticker between chunks)."""
         return (
             self._last_time is not None
             and size > self._last_size
-            and now - self._last_time >= self.max_gap
+            and now - self._last_time >= self.gap(in_code)
             and self._allowed(now)
             and self._within_budget(size, cost)
         )
+
+    def deadline(self, size: int, in_code: bool = False) -> float | None:
+        """When the text waiting now must be shown (None: nothing waits)."""
+        if self._last_time is None or size <= self._last_size:
+            return None
+        return self._last_time + self.gap(in_code)
 
     def pending(self, size: int) -> int:
         """Characters arrived since the last update."""
@@ -218,9 +256,11 @@ class LiveReply:
         self._clock = clock
         self._out = stream
         self._tick_seconds = tick_seconds
-        self._started = clock()
+        self._started = self._last_status = clock()
         # What has arrived, in order: runs of text (lists of pieces) and tool calls.
         self._segments: list[list[str] | _LiveCall] = []
+        self._fence = FenceState()  # of the last run of text
+        self._chunk_gap = 0.0  # seconds between the last two pieces of text
         self._calls: dict[tuple[int, int], _LiveCall] = {}
         self._round = 0
         self._size = 0  # characters arrived (text, thinking, tool arguments)
@@ -283,20 +323,38 @@ class LiveReply:
 
     def _tick(self) -> None:
         """Until the first text, refresh the status line; after it, show text that has waited
-        too long for the next chunk (a model pausing mid-reply)."""
+        too long for the next chunk (a model pausing mid-reply, or a slow finish), woken at its
+        deadline."""
         step = min(self._tick_seconds, self.throttle.max_gap / 4)
-        last_status = self._clock()
-        while not self._done.wait(step):
-            with self._lock:
-                if self._done.is_set():
-                    return
-                now = self._clock()
-                if not self._first_shown.is_set():
-                    if now - last_status >= self._tick_seconds:
-                        last_status = now
-                        self._update({"text/markdown": self._status()})
-                elif self.throttle.overdue(now, self._size, self._next_cost()):
-                    self._show(now)
+        self._last_status = self._clock()
+        while not self._done.wait(self._tick_wait(step)):
+            self._on_tick()
+
+    def _on_tick(self) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            now = self._clock()
+            if not self._first_shown.is_set():
+                if now - self._last_status >= self._tick_seconds:
+                    self._last_status = now
+                    self._update({"text/markdown": self._status()})
+            elif self.throttle.overdue(now, self._size, self._next_cost(), in_code=self._in_code()):
+                self._show(now)
+
+    def _tick_wait(self, step: float) -> float:
+        """Seconds until the ticker looks again: ``step``, or less when text waiting must be
+        shown sooner."""
+        with self._lock:
+            if not self._first_shown.is_set():
+                return step
+            deadline = self.throttle.deadline(self._size, self._in_code())
+            remaining = step if deadline is None else deadline - self._clock()
+            return step if remaining <= 0 else min(step, remaining)
+
+    def _in_code(self) -> bool:
+        """The text shown last ends inside a fenced code block."""
+        return self._fence.open and bool(self._segments) and isinstance(self._segments[-1], list)
 
     def _status(self) -> str:
         elapsed = self._clock() - self._started
@@ -338,12 +396,6 @@ class LiveReply:
                 self._on_result(event)
             elif isinstance(event, RoundStart):
                 self._round = event.number
-            elif isinstance(event, FinishEvent):
-                # The last text goes out now, not after the throttle's wait: what follows (the
-                # history write, the final render) takes a moment of its own. The finish reason
-                # itself goes to the footer.
-                if self.mode != "text" and self.throttle.pending(self._size) > 0:
-                    self._show(self._clock())
 
     def _on_reasoning(self, text: str) -> None:
         now = self._clock()
@@ -368,11 +420,15 @@ class LiveReply:
             out.write(thinking_block("", seconds, markdown=False) + "\n\n")
 
     def _on_text(self, text: str) -> None:
-        now = self.last_text_at = self._clock()
+        now = self._clock()
+        if self.last_text_at is not None:
+            self._chunk_gap = now - self.last_text_at
+        self.last_text_at = now
         if self.first_text_at is None:
             self.first_text_at = now
         if not self._segments or not isinstance(self._segments[-1], list):
             self._segments.append([])
+            self._fence = FenceState()
         segment = self._segments[-1]
         assert isinstance(segment, list)
         segment.append(text)
@@ -386,8 +442,12 @@ class LiveReply:
                 self.first_shown_at = self._clock()
             return
         # A blank line may end a block: shown at once (without the cursor), that output already
-        # holds its frozen text when the next block starts, and needs no extra update.
-        self._maybe_show(now, block_end=self._sink is None and text.endswith("\n\n"))
+        # holds its frozen text when the next block starts, and needs no extra update. Not in
+        # code, where a blank line ends nothing.
+        self._fence.feed(text)
+        in_code = self._fence.open
+        block_end = self._sink is None and not in_code and text.endswith("\n\n")
+        self._maybe_show(now, block_end, in_code)
 
     def _on_call_fragment(self, event: ToolCallDelta) -> None:
         key = (self._round, event.position)
@@ -476,8 +536,16 @@ class LiveReply:
         """About what the next update sends: the growing output again, with what arrived."""
         return self._tail_cost + self.throttle.pending(self._size)
 
-    def _maybe_show(self, now: float, block_end: bool = False) -> None:
-        if self.throttle.due(now, self._size, self._next_cost(), block_end=block_end):
+    def _maybe_show(self, now: float, block_end: bool = False, in_code: bool = False) -> None:
+        due = self.throttle.due(
+            now,
+            self._size,
+            self._next_cost(),
+            block_end=block_end,
+            in_code=in_code,
+            lead=self._chunk_gap,
+        )
+        if due:
             self._show(now)
 
     def _show(self, now: float) -> None:
@@ -523,8 +591,10 @@ class LiveReply:
             self._tail_shown = None
         self._compact()
         markdown = markdown[done:]
-        # A finished block is shown as it will stay; a growing one ends in the cursor.
-        ending = "" if markdown.endswith("\n\n") else CURSOR
+        # A finished block is shown as it will stay; a growing one ends in the cursor (so does
+        # code, where a blank line finishes nothing).
+        finished = markdown.endswith("\n\n") and not self._in_code()
+        ending = "" if finished else CURSOR
         self._send({"text/markdown": markdown + ending})
         self._tail_shown = markdown if not ending else None
         self._tail_cost = len(markdown)

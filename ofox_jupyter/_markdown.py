@@ -29,6 +29,7 @@ import re
 
 __all__ = [
     "ESCAPED_DOLLAR",
+    "FenceState",
     "block_starts",
     "dollars",
     "protect_currency",
@@ -144,6 +145,47 @@ _LIST_ITEM = re.compile(r"[ \t]{0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
 _MAY_CONTINUE = frozenset(" \t<[:")
 
 
+def _closes(line: str, fence: str) -> bool:
+    """Whether ``line`` closes a code block opened by ``fence`` (CommonMark: the same character,
+    at least as many, nothing after but spaces)."""
+    stripped = line.strip()
+    return stripped.startswith(fence) and not stripped.strip(fence[0])
+
+
+class FenceState:
+    """Whether Markdown arriving piece by piece is inside a fenced code block, judged line by
+    line (at ``\\n``) by :func:`block_starts`' rules; O(1) per character, however long the text
+    grows. It only paces live updates, so an exotic line break read differently costs nothing."""
+
+    #: Characters of a line kept to judge it: enough for any fence line a model writes (a
+    #: longer line is prose or code, and is judged by its start).
+    _KEEP = 256
+
+    def __init__(self) -> None:
+        self._line = ""  # the start of the line being written
+        self._fence: str | None = None
+
+    @property
+    def open(self) -> bool:
+        """The text so far ends inside a fenced code block (its opening line complete)."""
+        return self._fence is not None
+
+    def feed(self, text: str) -> None:
+        while text:
+            end = text.find("\n")
+            if end < 0:
+                if len(self._line) < self._KEEP:
+                    self._line += text[: self._KEEP]
+                return
+            line, text = (self._line + text[:end])[: self._KEEP], text[end + 1 :]
+            self._line = ""
+            if self._fence is not None:
+                if _closes(line, self._fence):
+                    self._fence = None
+            elif opened := _FENCE_OPEN.match(line):
+                self._fence = opened.group(1)
+
+
 def block_starts(text: str) -> list[int]:
     """Where ``text`` (Markdown as a model writes it) may be cut so that its two halves, rendered
     as two separate outputs, look like the whole rendered once.
@@ -165,7 +207,7 @@ def block_starts(text: str) -> list[int]:
         start, position = position, position + len(line)
         stripped = line.strip()
         if fence is not None:
-            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+            if _closes(line, fence):
                 fence = None
             previous_blank = False
             continue

@@ -19,7 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
-from ofox_jupyter._display import BLANK, CURSOR, LIVE_KEY, LiveReply, UpdateThrottle
+from ofox_jupyter._display import (
+    BLANK,
+    CURSOR,
+    LIVE_KEY,
+    MAX_GAP,
+    MAX_GAP_IN_CODE,
+    LiveReply,
+    UpdateThrottle,
+)
 from ofox_jupyter._markdown import block_starts, protect_currency
 from ofox_jupyter._streaming import TextDelta
 from ofox_jupyter.emulator._document import code_document, prose_document
@@ -192,11 +200,38 @@ def test_throttle_bounds_rate_gaps_and_bytes():
     assert sent <= 2 * size
 
 
-def test_the_last_text_is_shown_when_the_stream_finishes(recorder):
-    from ofox_jupyter._streaming import FinishEvent
-
+def test_text_left_waiting_is_shown_at_its_deadline(recorder):
+    # A model that pauses, or a finish whose history write takes a while: no chunk comes to
+    # trigger an update, so the ticker wakes at the deadline and shows what waited.
     live, clock = stream("One paragraph that ends here.", 500)
-    shown = shown_text(recorder)
-    clock.now += 0.01  # the finish arrives at once: no throttle wait for the last words
-    live(FinishEvent("stop"))
-    assert shown_text(recorder) == "One paragraph that ends here." != shown
+    assert shown_text(recorder) != "One paragraph that ends here."
+    wait = live._tick_wait(10.0)
+    assert 0 < wait <= MAX_GAP
+    clock.now += wait - 0.01
+    live._on_tick()  # a little early: nothing yet
+    assert shown_text(recorder) != "One paragraph that ends here."
+    clock.now += 0.01 + 1e-9
+    live._on_tick()
+    assert shown_text(recorder) == "One paragraph that ends here."
+    assert live._tick_wait(0.1) == 0.1  # nothing waits now
+
+
+def test_code_is_updated_at_its_deadline_only(recorder):
+    # Fenced code cannot be frozen in parts, so every update re-sends the block so far: no
+    # early update for cheap moments, none for a blank line inside it, and each as late as the
+    # gap allows (timed to the next chunk: never past MAX_GAP_IN_CODE).
+    lines = "".join(f"x_{i} = compute({i})\n\n" for i in range(150))
+    text = f"Here it is.\n\n```python\n{lines}```\n\nDone.\n"
+    rate = 100
+    stream(text, rate)
+    in_code = [
+        m["t"]
+        for m in recorder.messages
+        if m.get("update")
+        and LIVE_KEY in m["metadata"]
+        and m["data"]["text/markdown"].startswith("```python")
+        and m["data"]["text/markdown"].endswith(CURSOR)
+    ]
+    gaps = [b - a for a, b in zip(in_code, in_code[1:], strict=False)]
+    assert len(gaps) > 5
+    assert MAX_GAP_IN_CODE - 1.5 / rate <= min(gaps) and max(gaps) <= MAX_GAP_IN_CODE + 1e-9

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from IPython.core.displaypub import CapturingDisplayPublisher
 
-from ofox_jupyter._markdown import dollars, protect_currency
+from ofox_jupyter._markdown import FenceState, block_starts, dollars, protect_currency
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,51 @@ def test_a_reply_with_currency_is_escaped_in_the_cell(ip, emu):
     assert "\\\\$5 more than \\\\$10" in final and "$x^2$" in final
     footer = final.rsplit("<sub>", 1)[1]
     assert "$" not in footer and "&#36;" in footer
+
+
+# -- whether streamed text is inside fenced code (paces live updates, see _display)
+
+
+def fence_open(*pieces: str) -> bool:
+    state = FenceState()
+    for piece in pieces:
+        state.feed(piece)
+    return state.open
+
+
+@pytest.mark.parametrize(
+    "text, inside",
+    [
+        ("Some prose.\n\n", False),
+        ("```python\n", True),
+        ("```pyth", False),  # the opening line is not complete yet
+        ("```python\nx = 1\n\ny = 2\n", True),  # a blank line in code ends nothing
+        ("```python\nx = 1\n```\n", False),
+        ("```\nx\n``\n", True),  # too short to close
+        ("````\nx\n```\nstill\n", True),
+        ("````\nx\n`````\n", False),  # at least as long closes
+        ("~~~\nx\n```\n", True),  # only the same character closes
+        ("```\nx\n```python\n", True),  # a closing fence has nothing after it
+        ("text ```\n", False),
+        ("```\n" + "x" * 10_000 + "\n```\n", False),
+    ],
+)
+def test_fence_state(text, inside):
+    assert fence_open(text) is inside
+    assert fence_open(*text) is inside  # one character at a time
+
+
+_LINES = ["```", "````", "~~~", "```py", "   ```", "prose", "", "x = 1", "``", "~~~~ info"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LINES), max_size=25), st.data())
+def test_fence_state_agrees_with_where_blocks_may_be_cut(lines, data):
+    text = "".join(line + "\n" for line in lines)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(text)))))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    inside = fence_open(*pieces)
+    assert inside is fence_open(text)
+    # Inside a fence, a line after a blank line is code: block_starts offers no cut there.
+    probe = text + "\nEnd.\n"
+    assert (len(probe) - len("End.\n") in block_starts(probe)) is not inside
