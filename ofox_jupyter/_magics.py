@@ -65,6 +65,9 @@ SUBCOMMANDS = (
     "export",
     "chat",
     "compare",
+    "explain",
+    "fix",
+    "code",
 )
 LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
 
@@ -291,6 +294,17 @@ class OfoxMagics(Magics):
     @argument("--no-stream", action="store_true", help="ask for a non-streamed reply")
     @argument("--vars", action="store_true", help="replace {name} by variables of the notebook")
     @argument(
+        "--context",
+        type=int,
+        metavar="N",
+        help="send the last N cells run (source, and results as text) before the prompt",
+    )
+    @argument(
+        "--code",
+        action="store_true",
+        help="put the reply's code in a new cell below (not run); -o then holds the code",
+    )
+    @argument(
         "--compare",
         help="ask several models or temperatures side by side (comma-separated: numbers are "
         "temperatures); recorded in chat 'compare' unless --chat names another",
@@ -315,10 +329,26 @@ class OfoxMagics(Magics):
             chat = options.chat if options.chat != "main" else COMPARE_CHAT
             self._compare(prompt, args.compare.split(","), chat, options, args.out)
             return
+        exchange = self._ask(prompt, options, images, args.format, None if args.code else args.out)
+        if args.code:
+            from ._assist import put_code_in_next_cell
+
+            put_code_in_next_cell(self.shell, exchange.text, args.out)
+
+    def _ask(
+        self,
+        prompt: str,
+        options: AskOptions,
+        images: list[PreparedImage],
+        fmt: str | None,
+        out: str | None,
+    ) -> Exchange:
+        """Send one turn, stream it into the cell, and publish it (``_ofox``, ``-o``); any
+        failure is one line, with what arrived kept."""
         live = LiveReply(
             options.model,
             mode=self._mode(),
-            fmt=args.format or str(self.format),
+            fmt=fmt or str(self.format),
             max_rate=self.max_updates_per_second,
         )
         self.last_live = live
@@ -330,7 +360,7 @@ class OfoxMagics(Magics):
                 # The footer already says "interrupted: partial reply kept"; the error line
                 # (which stops a Run All here) says what to do about it.
                 live.finish(stop.exchange)
-                self._publish(stop.exchange, args.out)
+                self._publish(stop.exchange, out)
                 self._store_notices()
                 raise _fail("interrupted — run the cell again for the whole reply") from None
             if stop.exchange is not None:  # stopped in a tool, before any text: shown, not kept
@@ -350,10 +380,11 @@ class OfoxMagics(Magics):
             live.abandon()  # a bug of ours must not leave the status line ticking
             raise
         live.finish(exchange)
-        self._publish(exchange, args.out)
+        self._publish(exchange, out)
         self._store_notices()
         if exchange.error is not None:
             raise _fail(exchange.error)
+        return exchange
 
     def _ask_options(self, args: Any, cell: str) -> tuple[AskOptions, str, list[PreparedImage]]:
         """Check every option before anything is sent; a bad one is a one-line UsageError."""
@@ -367,7 +398,13 @@ class OfoxMagics(Magics):
         ns = self.shell.user_ns if self.shell is not None else {}
         try:
             if args.vars:
-                prompt = utf8_safe(interpolate(prompt, ns))
+                prompt = utf8_safe(interpolate(prompt, ns, {"Err": self._last_error}))
+            if args.context is not None and self.shell is not None:
+                from ._assist import recent_cells
+
+                context = recent_cells(self.shell, args.context)
+                if context:
+                    prompt = utf8_safe(f"{context}\n\nMy question:\n\n{prompt}")
             fallback = [m for m in (args.fallback or "").split(",") if m.strip()]
             params: dict[str, Any] = {
                 "temperature": args.temperature,
@@ -506,7 +543,8 @@ class OfoxMagics(Magics):
     def ofox_line(self, line: str) -> None:
         """%ofox models [FILTER] [--all] | history [--chat NAME] | reset [--chat NAME | --all]
         | usage | config | login | logout | export PATH [--chat NAME] | chat [--chat NAME]
-        [-m MODEL] | compare [-m MODEL,MODEL…] [-t TEMP,TEMP…]"""
+        [-m MODEL] | compare [-m MODEL,MODEL…] [-t TEMP,TEMP…] | explain [QUESTION] | fix
+        [QUESTION] | code [-o NAME]"""
         try:
             words = shlex.split(utf8_safe(line))
         except ValueError as err:
@@ -760,6 +798,59 @@ class OfoxMagics(Magics):
         display(
             ChatWidget(chat=str(flags.get("--chat", "main")), model=str(model) if model else None)
         )
+
+    def _last_error(self) -> str:
+        """``{Err}``: the last error of this kernel, as ``%ofox explain`` sends it."""
+        from ._assist import last_error_report
+
+        if self.shell is None:
+            raise OfoxError("{Err} needs IPython")
+        return last_error_report(self.shell)
+
+    def _cmd_explain(self, words: list[str]) -> None:
+        self._about_last_error(words, "explain")
+
+    def _cmd_fix(self, words: list[str]) -> None:
+        self._about_last_error(words, "fix")
+
+    def _about_last_error(self, words: list[str], command: str) -> None:
+        """``%ofox explain|fix [QUESTION] [-m MODEL] [--chat NAME]``: the last error of this
+        kernel goes to the model as a turn of the chat; ``fix`` puts the code it answers with in
+        a new cell below."""
+        from ._assist import explain_prompt, fix_prompt, last_error_report, put_code_in_next_cell
+
+        flags, question = self._options(
+            words, {"-m": True, "--model": True, "--chat": True}, command
+        )
+        if self.shell is None:
+            raise _fail(f"%ofox {command} needs IPython")
+        report = last_error_report(self.shell)
+        compose = fix_prompt if command == "fix" else explain_prompt
+        prompt = compose(report, " ".join(question))
+        line = []
+        for flag in ("-m", "--model", "--chat"):
+            if flag in flags:
+                line += [flag, str(flags[flag])]
+        args = self.ofox_cell.parser.parse_args(line)
+        options, prompt, images = self._ask_options(args, prompt)
+        exchange = self._ask(prompt, options, images, None, None)
+        if command == "fix":
+            put_code_in_next_cell(self.shell, exchange.text, None)
+
+    def _cmd_code(self, words: list[str]) -> None:
+        """``%ofox code [-o NAME]``: the code of the last reply, in a new cell below."""
+        from ._assist import put_code_in_next_cell
+
+        flags, rest = self._options(words, {"-o": True}, "code")
+        if rest:
+            raise _fail(f"%ofox code: unexpected {rest[0]!r} (usage: %ofox code [-o NAME])")
+        out = flags.get("-o")
+        if out is not None and not str(out).isidentifier():
+            raise _fail(f"-o needs a variable name, not {out!r}")
+        last = self.shell.user_ns.get("_ofox") if self.shell is not None else None
+        if not isinstance(last, Exchange):
+            raise _fail("no reply yet in this kernel: nothing to take code from")
+        put_code_in_next_cell(self.shell, last.text, str(out) if out else None)
 
     def _cmd_compare(self, words: list[str]) -> None:
         allowed = {"-m": True, "--models": True, "-t": True, "--temperatures": True, "--chat": True}

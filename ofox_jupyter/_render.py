@@ -113,6 +113,8 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     ):
         warnings.append("the model sent an empty reply")
     warnings.extend(reply.warnings)
+    if exchange.key_redacted:
+        warnings.append("the API key was in the prompt: taken out before sending")
     if reply.finish_reason == "length":
         warnings.append("cut off: raise --max-tokens")
     elif reply.finish_reason == "content_filter":

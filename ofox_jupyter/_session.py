@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._config import scrub
 from ._conversation import Conversation, Turn, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
 from ._history import StoreError, is_busy
@@ -130,6 +131,8 @@ class Exchange:
     #: turn, never sent back), and the seconds it took when the reply was streamed.
     reasoning: str = ""
     reasoning_seconds: float | None = None
+    #: The API key was in the prompt or the system prompt, and was taken out before sending.
+    key_redacted: bool = False
 
     @property
     def text(self) -> str:
@@ -162,6 +165,17 @@ class Interrupted(OfoxError):
         else:
             super().__init__("interrupted")
         self.exchange = exchange
+
+
+def _without_secrets(prompt: str, options: AskOptions) -> tuple[str, AskOptions, bool]:
+    """The prompt and the system prompt with the API key (any live secret) taken out, and
+    whether there was one: a value pulled in by ``--vars`` or ``{Err}`` may hold it."""
+    clean = scrub(prompt)
+    system = options.system
+    clean_system = scrub(system) if system else system
+    if clean_system != system:
+        options = replace(options, system=clean_system)
+    return clean, options, clean != prompt or clean_system != system
 
 
 class NotebookSession:
@@ -423,6 +437,8 @@ class NotebookSession:
         recorded, marked), and returns an :class:`Exchange` otherwise — with ``error`` set when the
         stream broke after text had arrived.
         """
+        self.client  # noqa: B018 - built now, its key is a live secret that scrub() knows
+        prompt, options, redacted = _without_secrets(prompt, options)
         message, messages, system_prompt, omitted = self._prepare(prompt, options)
         steps = self._steps(messages, options, listener)
         request = next(steps)
@@ -434,6 +450,7 @@ class NotebookSession:
                 exchange: Exchange = done.value
                 break
         exchange.omitted_turns, exchange.omitted_images = omitted
+        exchange.key_redacted = redacted
         self._finish(exchange, message, options, system_prompt)
         return exchange
 
@@ -446,6 +463,7 @@ class NotebookSession:
             await self.acatalog()  # so that _prepare finds it cached and never blocks the loop
         except asyncio.CancelledError:
             raise Interrupted(None) from None
+        prompt, options, redacted = _without_secrets(prompt, options)
         message, messages, system_prompt, omitted = self._prepare(prompt, options)
         steps = self._steps(messages, options, listener)
         request = next(steps)
@@ -457,6 +475,7 @@ class NotebookSession:
                 exchange: Exchange = done.value
                 break
         exchange.omitted_turns, exchange.omitted_images = omitted
+        exchange.key_redacted = redacted
         self._finish(exchange, message, options, system_prompt)
         return exchange
 

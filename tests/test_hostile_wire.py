@@ -511,7 +511,7 @@ def test_any_value_in_a_request_body_is_encoded_or_named(value):
 
 def test_vars_values_that_cannot_print_or_hold_surrogates(ip, emu):
     class Unprintable:
-        def __str__(self) -> str:
+        def __repr__(self) -> str:
             raise RuntimeError("no")
 
     ip.user_ns["odd"] = Unprintable()

@@ -439,3 +439,25 @@ def test_a_renamed_notebook_finds_its_chats_in_a_new_kernel(tmp_path: Path) -> N
         assert "is empty" in history and "apples" not in history
     finally:
         third.shutdown()
+
+
+def test_code_and_fixes_go_into_a_new_cell_below(kernel: Kernel) -> None:
+    # The kernel's set_next_input payload: JupyterLab, Notebook 7 and VS Code insert a cell
+    # below with that source (not run); the browser test sees JupyterLab do it.
+    run = kernel.execute(
+        "%%ofox --code -o snippet --chat code-out\nWrite:\n\n```python\nprint('hi')\n```"
+    ).ok()
+    assert {"source": "set_next_input", "text": "print('hi')", "replace": False} in run.reply[
+        "content"
+    ]["payload"]
+    assert "1 code block (1 line) put in a new cell below (not run)." in run.stdout
+    assert kernel.evaluate("snippet") == "print('hi')"
+
+    failed = kernel.execute("values = []\ntotal = sum(values) / len(values)")
+    assert failed.reply["content"]["status"] == "error"
+    run = kernel.execute("%ofox fix --chat code-out").ok()
+    (payload,) = run.reply["content"]["payload"]
+    assert payload["text"] == "values = []\ntotal = sum(values) / len(values)"
+    prompt = kernel.evaluate("_ofox.turn.user.text")
+    assert "**ZeroDivisionError**: division by zero" in prompt
+    assert "ipykernel" not in prompt and "interactiveshell" not in prompt  # the kernel's frames

@@ -65,6 +65,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._context import code_blocks
 from ._conversation import Conversation, text_of
 from ._document import code_document, prose_document
 from ._errors import invalid_request
@@ -164,6 +165,13 @@ def _user_reply(conv: Conversation, model: str) -> str:
         parts.append(prose_document(conv.markers.prose))
     if conv.markers.code:
         parts.append(code_document(conv.markers.code))
+    sent = code_blocks(conv.prompt)
+    if sent:
+        # Code in the prompt comes back as a block of its own (what a "fix this" reply looks
+        # like), so %%ofox --code and %ofox fix have code to put in a new cell offline.
+        code, language = sent[-1].code, sent[-1].language or "python"
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", code)), default=0))
+        parts.append(f"Your code, back as a block:\n\n{fence}{language}\n{code}\n{fence}")
     return "\n\n".join(parts)
 
 

@@ -1,0 +1,127 @@
+"""The notebook around a ``%%ofox`` cell: its last error as a prompt, a reply's code as a new cell.
+
+What the kernel knows is read here (``sys.last_exc``, IPython's cell file names and ``In``); what
+is made of it lives in the pure :mod:`._context`. A new cell is the kernel's ``set_next_input``
+payload, which JupyterLab, Notebook 7 and VS Code turn into a cell below the current one (not
+run), and terminal IPython into the text of the next prompt.
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+from typing import TYPE_CHECKING
+
+from ._context import CELL_BUDGET, bounded, code_blocks, code_for_cell, describe, error_report
+from ._exceptions import OfoxError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__all__ = [
+    "MAX_CONTEXT_CELLS",
+    "explain_prompt",
+    "fix_prompt",
+    "last_error_report",
+    "put_code_in_next_cell",
+    "recent_cells",
+]
+
+#: The most cells ``--context N`` may add.
+MAX_CONTEXT_CELLS = 50
+
+_NO_ERROR = OfoxError(
+    "no error yet in this kernel: nothing to explain", hint="run the cell that fails first"
+)
+
+
+def last_error_report(shell: InteractiveShell) -> str:
+    """The last exception this kernel showed, described for a model (:func:`error_report`)."""
+    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if not isinstance(error, BaseException):
+        raise _NO_ERROR
+    tb = error.__traceback__ or getattr(sys, "last_traceback", None)
+    numbers: dict[str, int] = getattr(shell.compile, "_filename_map", {})
+    history = shell.user_ns.get("In")
+
+    def cell_name(filename: str) -> str | None:
+        number = numbers.get(filename)
+        return f"In[{number}]" if number is not None else None
+
+    def cell_source(filename: str) -> str | None:
+        number = numbers.get(filename)
+        if number is not None and isinstance(history, list) and 0 <= number < len(history):
+            source = history[number]
+            if isinstance(source, str):
+                return source
+        lines = linecache.getlines(filename)
+        return "".join(lines) if lines else None
+
+    return error_report(error, tb, cell_name, cell_source)
+
+
+def explain_prompt(report: str, question: str) -> str:
+    ask = question.strip() or "What went wrong, and how do I fix it?"
+    return f"A cell of my Jupyter notebook raised this error. {ask}\n\n{report}"
+
+
+def fix_prompt(report: str, question: str) -> str:
+    extra = f" {question.strip()}" if question.strip() else ""
+    return (
+        "A cell of my Jupyter notebook raised this error. Reply with the corrected code of the "
+        "cell that failed, whole, in one ```python block, then one sentence on what changed."
+        f"{extra}\n\n{report}"
+    )
+
+
+def put_code_in_next_cell(shell: InteractiveShell | None, reply: str, out: str | None) -> str:
+    """Put the code blocks of ``reply`` in a new cell below (``-o NAME`` holds the code); one
+    line says what happened, or that there was no code."""
+    blocks = code_blocks(reply)
+    if not blocks:
+        print("The reply has no code block: no cell was added.")
+        return ""
+    code = code_for_cell(blocks)
+    if shell is None:
+        return code
+    if out:
+        shell.user_ns[out] = code
+    shell.set_next_input(code, replace=False)
+    lines = code.count("\n") + 1
+    what = "1 code block" if len(blocks) == 1 else f"{len(blocks)} code blocks"
+    where = "at the next prompt" if _terminal(shell) else "in a new cell below (not run)"
+    print(f"{what} ({lines} line{'s' if lines != 1 else ''}) put {where}.")
+    return code
+
+
+def _terminal(shell: InteractiveShell) -> bool:
+    return type(shell).__name__ == "TerminalInteractiveShell"
+
+
+def recent_cells(shell: InteractiveShell, count: int) -> str:
+    """``--context N``: the last ``count`` cells run before this one, each with its source and,
+    when it had one, its result as text (``Out``; printed output and images are not kept by
+    IPython, so they are not sent), each within its budget."""
+    if not 1 <= count <= MAX_CONTEXT_CELLS:
+        raise OfoxError(f"--context takes 1 to {MAX_CONTEXT_CELLS} cells, not {count}")
+    inputs = shell.user_ns.get("In")
+    outputs = shell.user_ns.get("Out")
+    if not isinstance(inputs, list) or len(inputs) < 2:
+        return ""
+    current = len(inputs) - 1  # this cell
+    numbers = range(max(1, current - count), current)
+    parts = []
+    for number in numbers:
+        source = inputs[number] if isinstance(inputs[number], str) else ""
+        shown = bounded(source.strip("\n"), CELL_BUDGET)
+        parts.append(f"In[{number}]:\n```python\n{shown}\n```")
+        if isinstance(outputs, dict) and number in outputs:
+            try:
+                text = describe(outputs[number])
+            except Exception as err:  # noqa: BLE001 - the user's object
+                text = f"(its result could not be shown: {type(err).__name__})"
+            parts.append(f"Out[{number}]:\n```\n{text}\n```")
+    if not parts:
+        return ""
+    what = "cell" if len(numbers) == 1 else f"{len(numbers)} cells"
+    return f"The notebook's last {what} before this question:\n\n" + "\n\n".join(parts)
