@@ -68,6 +68,7 @@ SUBCOMMANDS = (
     "explain",
     "fix",
     "code",
+    "tools",
 )
 LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
 
@@ -419,7 +420,7 @@ class OfoxMagics(Magics):
             images = [self._image(name, args.detail) for name in args.image]
             if images:
                 self.session.check_vision(args.model or str(self.model))
-            tools, tool_choice = self._tools(args.tools, args.tool_choice, ns)
+            tools, tool_choice = self._tools(args.tools, args.tool_choice, ns, args.chat.strip())
             response_format = self._response_format(args.json, args.schema, ns)
         except OfoxError as err:
             raise _fail(err) from None
@@ -447,24 +448,21 @@ class OfoxMagics(Magics):
 
     @staticmethod
     def _tools(
-        names: str | None, choice: str | None, ns: dict[str, Any]
+        names: str | None, choice: str | None, ns: dict[str, Any], chat: str
     ) -> tuple[ToolRegistry | None, str | None]:
-        """``--tools a,b`` → a registry of exactly those functions; ``--tool-choice`` checked."""
-        from ._tools import ToolRegistry
+        """The chat's standing tools (``%ofox tools add``, ``@tool``) and ``--tools a,b``; only
+        these can be called. ``--tool-choice`` checked."""
+        from ._tools import Tool, ToolRegistry, standing_tools
 
-        wanted = [n.strip() for n in (names or "").split(",") if n.strip()]
-        if choice is not None and not wanted:
-            raise ToolError("--tool-choice needs --tools")
-        if not wanted:
+        functions = standing_tools(chat)
+        for name in (n.strip() for n in (names or "").split(",") if n.strip()):
+            spec = Tool.from_function(_function(ns, name, "--tools"))
+            functions[spec.name] = spec.function  # named in the cell: that definition wins
+        if choice is not None and not functions:
+            raise ToolError("--tool-choice needs --tools (or tools added with %ofox tools add)")
+        if not functions:
             return None, None
-        functions = []
-        for name in wanted:
-            if name not in ns:
-                raise ToolError(f"--tools: no function named {name!r}", hint="define it first")
-            if not callable(ns[name]):
-                raise ToolError(f"--tools: {name!r} is a {type(ns[name]).__name__}, not a function")
-            functions.append(ns[name])
-        registry = ToolRegistry(functions)
+        registry = ToolRegistry(functions.values())
         if choice is not None and choice not in ("auto", "none", "required", *registry.tools):
             raise ToolError(
                 f"--tool-choice {choice!r} is not auto, none, required or one of the --tools"
@@ -544,7 +542,7 @@ class OfoxMagics(Magics):
         """%ofox models [FILTER] [--all] | history [--chat NAME] | reset [--chat NAME | --all]
         | usage | config | login | logout | export PATH [--chat NAME] | chat [--chat NAME]
         [-m MODEL] | compare [-m MODEL,MODEL…] [-t TEMP,TEMP…] | explain [QUESTION] | fix
-        [QUESTION] | code [-o NAME]"""
+        [QUESTION] | code [-o NAME] | tools [add F,G | remove F] [--chat NAME]"""
         try:
             words = shlex.split(utf8_safe(line))
         except ValueError as err:
@@ -852,6 +850,30 @@ class OfoxMagics(Magics):
             raise _fail("no reply yet in this kernel: nothing to take code from")
         put_code_in_next_cell(self.shell, last.text, str(out) if out else None)
 
+    def _cmd_tools(self, words: list[str]) -> None:
+        """``%ofox tools [add F,G | remove F] [--chat NAME]``: the tools offered in every cell of
+        a chat, listed with their schemas, added or taken away."""
+        from ._reports import tools_report
+        from ._tools import add_standing, remove_standing, standing_tools
+
+        flags, rest = self._options(words, {"--chat": True}, "tools")
+        chat = str(flags.get("--chat", "main"))
+        usage = "usage: %ofox tools [add F,G | remove F] [--chat NAME]"
+        if rest and (rest[0] not in ("add", "remove") or len(rest) != 2):
+            raise _fail(f"%ofox tools: {usage}")
+        ns = self.shell.user_ns if self.shell is not None else {}
+        if rest and rest[0] == "add":
+            names = [n.strip() for n in rest[1].split(",") if n.strip()]
+            specs = add_standing(chat, [_function(ns, n, "%ofox tools add") for n in names])
+            print(f"chat {chat}: {', '.join(s.name for s in specs)} offered in every later cell")
+            return
+        if rest:
+            if not remove_standing(chat, rest[1]):
+                raise _fail(f"%ofox tools remove: chat {chat} has no tool named {rest[1]!r}")
+            print(f"chat {chat}: {rest[1]} no longer offered")
+            return
+        self._show(*tools_report(chat, standing_tools(chat)))
+
     def _cmd_compare(self, words: list[str]) -> None:
         allowed = {"-m": True, "--models": True, "-t": True, "--temperatures": True, "--chat": True}
         flags, rest = self._options(words, allowed, "compare")
@@ -920,6 +942,15 @@ class OfoxMagics(Magics):
             self.shell.user_ns["_ofox_compare"] = texts
             if out:
                 self.shell.user_ns[out] = texts
+
+
+def _function(ns: dict[str, Any], name: str, where: str) -> Any:
+    """The notebook's function ``name``, or one line saying why there is none."""
+    if name not in ns:
+        raise ToolError(f"{where}: no function named {name!r}", hint="define it first")
+    if not callable(ns[name]):
+        raise ToolError(f"{where}: {name!r} is a {type(ns[name]).__name__}, not a function")
+    return ns[name]
 
 
 def _looks_like_path(name: str) -> bool:

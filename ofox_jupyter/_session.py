@@ -36,7 +36,7 @@ from ._streaming import (
     Usage,
     events_of_reply,
 )
-from ._tools import ToolRegistry, ToolResult
+from ._tools import ToolRegistry, ToolResult, stub_definition
 
 if TYPE_CHECKING:
     from ._catalog import ModelInfo
@@ -165,6 +165,11 @@ class Interrupted(OfoxError):
         else:
             super().__init__("interrupted")
         self.exchange = exchange
+
+
+def _called_tools(messages: Sequence[Message]) -> set[str]:
+    """The names of the tools that the assistant messages among ``messages`` called."""
+    return {call.name for m in messages if m.role == "assistant" for call in m.tool_calls}
 
 
 def _without_secrets(prompt: str, options: AskOptions) -> tuple[str, AskOptions, bool]:
@@ -550,10 +555,18 @@ class NotebookSession:
         notify = listener or (lambda event: None)
         registry = options.tools
         params = dict(options.params)
-        if registry:
-            params["tools"] = registry.definitions()
+        definitions = registry.definitions() if registry else []
+        # Earlier turns' tool calls need their tools defined (some upstreams refuse the tool
+        # messages otherwise); those that cannot run now are defined but not to be called.
+        offered = {d["function"]["name"] for d in definitions}
+        earlier = sorted(_called_tools(messages) - offered)
+        definitions += [stub_definition(name) for name in earlier]
+        if definitions:
+            params["tools"] = definitions
             if options.tool_choice is not None:
                 params["tool_choice"] = options.tool_choice
+            elif not registry:
+                params["tool_choice"] = "none"
         sent = list(messages)
         replies: list[Message] = []
         results: list[ToolResult] = []

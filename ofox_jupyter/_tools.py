@@ -49,7 +49,17 @@ from ._results import (
 )
 from ._results import MAX_RESULT_CHARS as MAX_RESULT_CHARS  # where callers have found it
 
-__all__ = ["Tool", "ToolRegistry", "ToolResult", "schema_for", "tool"]
+__all__ = [
+    "Tool",
+    "ToolRegistry",
+    "ToolResult",
+    "add_standing",
+    "remove_standing",
+    "schema_for",
+    "standing_tools",
+    "stub_definition",
+    "tool",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,17 +71,26 @@ CANCEL_GRACE_SECONDS = 1.0
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
+#: Tools offered in every ``%%ofox`` cell of a chat without ``--tools``: chat → tool name →
+#: function (``%ofox tools add``, ``@tool``). Kept for the kernel's life: a function cannot
+#: outlive it, and re-running the cell that defines it registers it again.
+_STANDING: dict[str, dict[str, Callable[..., Any]]] = {}
+
+
 def tool(
     fn: F | None = None,
     *,
     name: str | None = None,
     description: str | None = None,
     params: Mapping[str, str] | None = None,
+    chat: str | None = "main",
 ) -> Any:
-    """Mark a function as a tool, optionally naming it and describing it or its parameters.
+    """Mark a function as a tool, optionally naming it and describing it or its parameters, and
+    offer it in every later ``%%ofox`` cell of ``chat`` (``None``: in none; ``--tools`` and
+    ``Client.chat(tools=…)`` take it either way).
 
-    Usable bare (``@tool``) or with arguments (``@tool(params={"x": "…"})``). The function itself
-    is returned unchanged, so it stays callable from Python as before.
+    Usable bare (``@tool``) or with arguments (``@tool(params={"x": "…"}, chat="data")``). The
+    function itself is returned unchanged, so it stays callable from Python as before.
     """
 
     def mark(function: F) -> F:
@@ -80,9 +99,45 @@ def tool(
             "description": description,
             "params": dict(params or {}),
         }
+        if chat is not None:
+            add_standing(chat, [function])
         return function
 
     return mark(fn) if fn is not None else mark
+
+
+def add_standing(chat: str, functions: Iterable[Callable[..., Any]]) -> list[Tool]:
+    """Offer ``functions`` in every later cell of ``chat`` (a function of the same tool name
+    replaces the one before: a re-run cell redefines it). Checked first: a function that
+    cannot be a tool is one error, and none of them is added."""
+    specs = [Tool.from_function(function) for function in functions]
+    tools = _STANDING.setdefault(chat, {})
+    for spec in specs:
+        tools[spec.name] = spec.function
+    return specs
+
+
+def remove_standing(chat: str, name: str) -> bool:
+    """Stop offering tool ``name`` in ``chat``; whether it was offered."""
+    return _STANDING.get(chat, {}).pop(name, None) is not None
+
+
+def standing_tools(chat: str) -> dict[str, Callable[..., Any]]:
+    """The tools offered in every cell of ``chat``, by tool name."""
+    return dict(_STANDING.get(chat, {}))
+
+
+def stub_definition(name: str) -> dict[str, Any]:
+    """A definition for a tool that earlier turns called but this request cannot run: some
+    upstreams refuse tool messages whose tool is not defined in the request."""
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": "Called earlier in this conversation; not available now.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
 
 
 def schema_for(annotation: Any) -> dict[str, Any]:

@@ -24,6 +24,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's real key or base URL."""
     monkeypatch.delenv("OFOX_API_KEY", raising=False)
     monkeypatch.delenv("OFOX_BASE_URL", raising=False)
+    # Nor the standing tools another test offered (@tool offers a function in chat "main").
+    from ofox_jupyter import _tools
+
+    monkeypatch.setattr(_tools, "_STANDING", {})
 
 
 @pytest.fixture(scope="session")

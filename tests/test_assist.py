@@ -246,3 +246,67 @@ def test_pandas_is_not_imported_by_us():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout
     assert out.strip().endswith("False")  # pandas is installed here: we did not import it
+
+
+# -- tools that stay
+
+
+def chat_requests(emu) -> list[dict]:
+    return [r.body for r in emu.requests if r.path.endswith("/chat/completions")]
+
+
+def test_tools_added_once_are_offered_in_every_later_cell_of_the_chat(ip, emu, capsys):
+    ip.run_cell(
+        "def word_count(text: str) -> int:\n"
+        '    """Count the words of a text."""\n'
+        "    return len(text.split())\n"
+    )
+    ip.run_line_magic("ofox", "tools add word_count")
+    assert "chat main: word_count offered in every later cell" in capsys.readouterr().out
+    ip.run_cell_magic("ofox", "", 'Use word_count {"text": "one two three"}')
+    first, second = chat_requests(emu)[-2:]
+    assert [t["function"]["name"] for t in first["tools"]] == ["word_count"]
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": second["messages"][-2]["tool_calls"][0]["id"],
+        "content": "3",
+    }
+    ip.run_cell_magic("ofox", "--chat other", "word_count is not offered here")
+    assert "tools" not in chat_requests(emu)[-1]  # another chat: not offered
+
+    ip.run_line_magic("ofox", "tools")
+    listing = capsys.readouterr().out
+    assert "word_count(text): Count the words of a text." in listing
+    ip.run_line_magic("ofox", "tools remove word_count")
+    ip.run_cell_magic("ofox", "--chat other2", "plain")
+    assert "tools" not in chat_requests(emu)[-1]
+    with pytest.raises(UsageError, match="chat main has no tool named 'word_count'"):
+        ip.run_line_magic("ofox", "tools remove word_count")
+    with pytest.raises(UsageError, match="no function named 'nothing'"):
+        ip.run_line_magic("ofox", "tools add nothing")
+    with pytest.raises(UsageError, match="usage: %ofox tools"):
+        ip.run_line_magic("ofox", "tools drop word_count")
+
+
+def test_the_tool_decorator_offers_a_function_in_its_chat(ip, emu):
+    ip.run_cell(
+        "import ofox_jupyter\n"
+        '@ofox_jupyter.tool(chat="data")\n'
+        "def mean(values: list[float]) -> float:\n"
+        '    """The mean of some numbers."""\n'
+        "    return sum(values) / len(values)\n"
+    )
+    ip.run_cell_magic("ofox", "--chat data", 'mean {"values": [1, 2, 6]}')
+    assert chat_requests(emu)[-1]["messages"][-1]["content"] == "3.0"
+    assert ip.user_ns["mean"]([2, 4]) == 3.0  # still the function it was
+
+
+def test_a_chat_with_tool_calls_in_its_history_defines_them(ip, emu):
+    ip.run_cell("def shout(text: str) -> str:\n    return text.upper()\n")
+    ip.run_cell_magic("ofox", "--tools shout --chat loud", 'shout {"text": "hi"}')
+    ip.run_cell_magic("ofox", "--chat loud", "And now without tools.")
+    later = chat_requests(emu)[-1]
+    assert any(m.get("role") == "tool" for m in later["messages"])
+    assert [t["function"]["name"] for t in later["tools"]] == ["shout"]
+    assert later["tools"][0]["function"]["parameters"] == {"type": "object", "properties": {}}
+    assert later["tool_choice"] == "none"  # defined for the history, not to be called
