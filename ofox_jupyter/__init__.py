@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         Usage,
         UsageEvent,
     )
+    from ._tool_loop import ToolRun
     from ._tools import Tool, ToolRegistry, ToolResult, tool
     from ._widgets import ChatWidget, CompareWidget
 
@@ -105,6 +106,7 @@ _EXPORTS: dict[str, str] = {
     "Tool": "_tools",
     "ToolRegistry": "_tools",
     "ToolResult": "_tools",
+    "ToolRun": "_tool_loop",
     "tool_result": "_messages",
     "user": "_messages",
 }
@@ -154,6 +156,7 @@ __all__ = [
     "ToolError",
     "ToolRegistry",
     "ToolResult",
+    "ToolRun",
     "UnknownToolError",
     "unload_ipython_extension",
     "Usage",

@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from httpx_sse import EventSource, SSEError
@@ -39,8 +39,9 @@ from ._exceptions import (
     APITimeoutError,
     ConfigError,
     StreamError,
+    ToolError,
 )
-from ._messages import Message, attach_images
+from ._messages import Message, attach_images, user
 from ._request import RetryPolicy, build_chat_body, encode_body, status_error
 from ._streaming import (
     MalformedChunk,
@@ -51,6 +52,9 @@ from ._streaming import (
     reply_from_completion,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._tool_loop import ToolRun
 
 __all__ = ["AsyncChatStream", "AsyncClient", "ChatStream", "Client"]
 
@@ -247,6 +251,29 @@ def _chat_body(
         parts = [prepare_image(image, detail).part for image in images]
         body["messages"] = attach_images(body["messages"], parts)
     return body
+
+
+def _tool_loop(
+    messages: Messages,
+    tools: Sequence[Callable[..., Any]],
+    max_rounds: int,
+    options: dict[str, Any],
+) -> tuple[Generator[tuple[list[Any], dict[str, Any]], tuple[Reply, str], ToolRun], list[Any]]:
+    """``run``'s loop over ``messages`` (a prompt string becomes one user message), and the
+    tools' definitions."""
+    from ._tool_loop import tool_rounds
+    from ._tools import ToolRegistry
+
+    if "tools" in options or options.get("stream"):
+        raise TypeError("run() takes the tools as Python functions in tools=, and does not stream")
+    registry = ToolRegistry(tools)
+    if not registry:
+        raise ToolError("run() needs at least one tool", hint="or call chat()")
+    start = [user(messages)] if isinstance(messages, str) else list(messages)
+    # Wire dicts ride along untouched: the loop only appends to the list, and the body builder
+    # takes both kinds.
+    loop = tool_rounds(cast("list[Message]", start), options, registry, max_rounds)
+    return loop, registry.definitions()
 
 
 class ChatStream:
@@ -506,6 +533,31 @@ class Client:
         body = _chat_body(model, messages, True, **options)
         return ChatStream(self._post_chat(body), self._core, body["model"])
 
+    def run(
+        self,
+        messages: Messages,
+        *,
+        tools: Sequence[Callable[..., Any]],
+        model: str | None = None,
+        max_rounds: int = 8,
+        **options: Any,
+    ) -> ToolRun:
+        """A chat in which the model may call ``tools`` (Python functions): every call is run
+        and its result sent back, until the model answers without calls (or ``max_rounds``
+        rounds have run). Returns a :class:`ToolRun`: the final ``reply`` (and ``text``), and
+        ``replies`` / ``results``, every tool call and result in order. The loop is the one
+        ``%%ofox --tools`` uses."""
+        loop, definitions = _tool_loop(messages, tools, max_rounds, options)
+        request = next(loop)
+        while True:
+            sent, params = request
+            reply = self.chat(sent, model=model, tools=definitions, **params)
+            try:
+                request = loop.send((reply, "complete"))
+            except StopIteration as done:
+                run: ToolRun = done.value
+                return run
+
     chat.__doc__ = (chat.__doc__ or "") + _CHAT_DOC
     stream.__doc__ = (stream.__doc__ or "") + _CHAT_DOC
 
@@ -625,6 +677,27 @@ class AsyncClient:
         """One chat completion, streamed; returns an :class:`AsyncChatStream`."""
         body = _chat_body(model, messages, True, **options)
         return AsyncChatStream(await self._post_chat(body), self._core, body["model"])
+
+    async def run(
+        self,
+        messages: Messages,
+        *,
+        tools: Sequence[Callable[..., Any]],
+        model: str | None = None,
+        max_rounds: int = 8,
+        **options: Any,
+    ) -> ToolRun:
+        """:meth:`Client.run` on the event loop (async tools are awaited in their own loop)."""
+        loop, definitions = _tool_loop(messages, tools, max_rounds, options)
+        request = next(loop)
+        while True:
+            sent, params = request
+            reply = await self.chat(sent, model=model, tools=definitions, **params)
+            try:
+                request = loop.send((reply, "complete"))
+            except StopIteration as done:
+                run: ToolRun = done.value
+                return run
 
     chat.__doc__ = (chat.__doc__ or "") + _CHAT_DOC
     stream.__doc__ = (stream.__doc__ or "") + _CHAT_DOC

@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ._config import scrub
 from ._conversation import Conversation, Turn, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
 from ._history import StoreError, is_busy
 from ._markdown import protect_currency
-from ._messages import Message, assistant, user
+from ._messages import Message, user
 from ._streaming import (
     ReasoningDelta,
     Reply,
@@ -36,6 +36,7 @@ from ._streaming import (
     Usage,
     events_of_reply,
 )
+from ._tool_loop import RoundStart, ToolRun, tool_rounds
 from ._tools import ToolRegistry, ToolResult, stub_definition
 
 if TYPE_CHECKING:
@@ -51,12 +52,6 @@ __all__ = [
     "RoundStart",
     "SessionEvent",
 ]
-
-
-class RoundStart(NamedTuple):
-    """A new request of the tool loop begins (round 1 is the first after tool results)."""
-
-    number: int
 
 
 #: What a listener hears: stream events, each tool result as it is computed, and new rounds.
@@ -567,17 +562,15 @@ class NotebookSession:
                 params["tool_choice"] = options.tool_choice
             elif not registry:
                 params["tool_choice"] = "none"
-        sent = list(messages)
-        replies: list[Message] = []
-        results: list[ToolResult] = []
         usages: list[Usage] = []
         thoughts: list[str] = []
         thinking: list[float] = []
         first: float | None = None
-        limit_hit = False
-        rounds = 0
+        error: OfoxError | None = None
+        loop = tool_rounds(messages, params, registry, options.max_tool_rounds, notify)
+        request = next(loop)
         while True:
-            reply, status, error, first_at, thought = yield list(sent), dict(params), started
+            reply, status, error, first_at, thought = yield (*request, started)
             first = first if first is not None else first_at
             if reply.reasoning:
                 thoughts.append(reply.reasoning)
@@ -585,41 +578,13 @@ class NotebookSession:
                 thinking.append(thought)
             if reply.usage is not None:
                 usages.append(reply.usage)
-            wants_tools = status == "complete" and bool(reply.tool_calls) and bool(registry)
-            if wants_tools and rounds >= options.max_tool_rounds:
-                limit_hit, wants_tools = True, False
-            if not wants_tools:
-                # A reply's tool calls without their results would make the history invalid for
-                # the API, so a partial or unanswered reply keeps only its text.
-                final = (
-                    reply.message
-                    if status == "complete"
-                    and not limit_hit
-                    and not (reply.tool_calls and not registry)
-                    else assistant(reply.text)
-                )
-                if reply.text or final.tool_calls or status == "complete":
-                    replies.append(final)
-                break
-            assert registry is not None
-            answered = [reply.message]
             try:
-                for result in registry.iter_round(reply.tool_calls):
-                    results.append(result)
-                    notify(result)
-                    answered.append(result.message)
-            except KeyboardInterrupt:
-                # Interrupted inside a tool: keep what was said, but not calls without results.
-                status = "interrupted"
-                if reply.text:
-                    replies.append(assistant(reply.text))
+                request = loop.send((reply, status))
+            except StopIteration as done:
+                run: ToolRun = done.value
                 break
-            replies += answered
-            sent += answered
-            rounds += 1
-            if params.get("tool_choice") not in (None, "auto", "none"):
-                params["tool_choice"] = "auto"  # a forced call is forced once, not forever
-            notify(RoundStart(rounds))
+        reply, status = run.reply, run.status
+        replies, results, rounds, limit_hit = run.replies, run.results, run.rounds, run.limit_hit
         if len(usages) > 1:
             reply = replace(reply, usage=_sum_usage(usages))
         exchange = Exchange(

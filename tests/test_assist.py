@@ -15,6 +15,7 @@ from ofox_jupyter._context import (
     code_for_cell,
     error_report,
 )
+from ofox_jupyter._exceptions import OfoxError
 
 # -- code out of a reply
 
@@ -310,3 +311,44 @@ def test_a_chat_with_tool_calls_in_its_history_defines_them(ip, emu):
     assert [t["function"]["name"] for t in later["tools"]] == ["shout"]
     assert later["tools"][0]["function"]["parameters"] == {"type": "object", "properties": {}}
     assert later["tool_choice"] == "none"  # defined for the history, not to be called
+
+
+# -- the Python API runs the tools too
+
+
+def test_client_run_calls_the_tools_and_returns_every_step(emu):
+    import asyncio
+
+    from conftest import TEST_KEY
+
+    from ofox_jupyter import AsyncClient, Client
+
+    calls = []
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        calls.append((a, b))
+        return a + b
+
+    prompt = 'add {"a": 2, "b": 3}'
+    with Client(api_key=TEST_KEY, base_url=emu.base_url) as client:
+        run = client.run(prompt, tools=[add], model="openai/gpt-4o")
+    assert calls == [(2, 3)]
+    assert [r.content for r in run.results] == ["5"] and run.rounds == 1
+    assert [m.role for m in run.replies] == ["assistant", "tool", "assistant"]
+    assert "add: 5" in run.text and run.status == "complete"
+    sent = chat_requests(emu)[-1]
+    assert sent["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": run.results[0].call.id,
+        "content": "5",
+    }
+
+    async def run_async():
+        async with AsyncClient(api_key=TEST_KEY, base_url=emu.base_url) as client:
+            return await client.run([{"role": "user", "content": prompt}], tools=[add])
+
+    assert asyncio.run(run_async()).results[0].content == "5" and len(calls) == 2
+    with Client(api_key=TEST_KEY, base_url=emu.base_url) as client:
+        with pytest.raises(OfoxError, match="needs at least one tool"):
+            client.run("hi", tools=[])
