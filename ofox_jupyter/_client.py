@@ -229,7 +229,7 @@ def _describe(exc: Exception) -> str:
 def _chat_body(
     model: str | None,
     messages: Messages,
-    stream: bool,
+    streamed: bool,
     images: Sequence[Any] = (),
     detail: str | None = None,
     **options: Any,
@@ -242,8 +242,13 @@ def _chat_body(
         options["tools"] = [
             t if isinstance(t, Mapping) else Tool.from_function(t).definition() for t in tools
         ]
+    if "stream" in options:
+        raise TypeError(
+            "chat() does not take stream=: call stream() for a streamed reply (ChatStream), "
+            "chat() for a whole one"
+        )
     body = build_chat_body(
-        model=model or DEFAULT_MODEL, messages=messages, stream=stream, **options
+        model=model or DEFAULT_MODEL, messages=messages, stream=streamed, **options
     )
     if images:
         from ._images import prepare_image  # Pillow only when an image is actually sent

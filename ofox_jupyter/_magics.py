@@ -272,6 +272,8 @@ class OfoxMagics(Magics):
     @argument("--top-p", type=float, help="nucleus sampling, (0, 1]")
     @argument("--frequency-penalty", type=float, help="−2 to 2")
     @argument("--presence-penalty", type=float, help="−2 to 2")
+    @argument("--stop", action="append", help="stop the reply at this text (repeat for more)")
+    @argument("--seed", type=int, help="ask for repeatable sampling (where the model supports it)")
     @argument("--chat", default="main", help="which conversation of this notebook")
     @argument("--new", action="store_true", help="start that conversation afresh")
     @argument("--no-history", action="store_true", help="a one-off: history not sent or kept")
@@ -414,6 +416,8 @@ class OfoxMagics(Magics):
                 "frequency_penalty": args.frequency_penalty,
                 "presence_penalty": args.presence_penalty,
                 "provider": provider_options(args.routing, fallback),
+                "stop": args.stop,
+                "seed": args.seed,
             }
             params = {k: v for k, v in params.items() if v is not None}
             check_ranges(params)  # the same checks the client applies, before anything is sent

@@ -169,6 +169,9 @@ def build_chat_body(
     response_format: Mapping[str, Any] | None = None,
     provider: Mapping[str, Any] | None = None,
     include_usage: bool = True,
+    stream_options: Mapping[str, Any] | None = None,
+    n: int | None = None,
+    user: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of ``POST /chat/completions``; raises before sending on bad values."""
@@ -190,7 +193,21 @@ def build_chat_body(
     if stop is not None:
         body["stop"] = stop if isinstance(stop, str) else list(stop)
     if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise RequestValidationError(f"seed must be an integer, not {seed!r}"[:200])
         body["seed"] = seed
+    if n is not None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise RequestValidationError(f"n must be a whole number ≥ 1, not {n!r}"[:200])
+        if n > 1 and stream:
+            raise RequestValidationError(
+                "n > 1 is not streamed: use chat() to get every choice (reply.choices)"
+            )
+        body["n"] = n
+    if user is not None:
+        if not isinstance(user, str):
+            raise RequestValidationError("user must be a string (an id of your end user)")
+        body["user"] = user
     if tools:
         body["tools"] = [dict(t) for t in tools]
     choice = _check_tool_choice(tool_choice)
@@ -202,10 +219,14 @@ def build_chat_body(
         body["provider"] = dict(provider)
     if stream:
         body["stream"] = True
-        if include_usage:
-            # OfoxAI does not document stream_options; OpenAI-compatible upstreams accept it and
-            # it is the only way to learn the token counts of a streamed reply.
-            body["stream_options"] = {"include_usage": True}
+        options = {"include_usage": True} if include_usage else {}
+        # OfoxAI does not document stream_options; OpenAI-compatible upstreams accept it and
+        # it is the only way to learn the token counts of a streamed reply.
+        options.update(stream_options or {})
+        if options:
+            body["stream_options"] = options
+    elif stream_options:
+        raise RequestValidationError("stream_options is only for streamed replies (stream())")
     if extra_body:
         body.update(extra_body)  # on the wire, extension fields are ordinary top-level keys
     return body

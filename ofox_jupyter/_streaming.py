@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from ._config import Secret, scrub, scrubbed_line
@@ -173,6 +173,13 @@ class Reply:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: What was odd but not fatal in the answer (a usage object that was not one, …).
     warnings: tuple[str, ...] = ()
+    #: The other choices of a non-streamed reply asked for with ``n`` (see :attr:`choices`).
+    other_choices: tuple[Reply, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def choices(self) -> tuple[Reply, ...]:
+        """Every choice the API returned, this one (the first) included: ``n=3`` gives three."""
+        return (self, *self.other_choices)
 
     @property
     def message(self) -> Message:
@@ -484,14 +491,41 @@ class StreamState:
 def reply_from_completion(
     body: Mapping[str, Any], requested_model: str, *, offline: bool = False
 ) -> Reply:
-    """A :class:`Reply` from a non-streamed ``chat.completion`` body; :class:`MalformedChunk`
-    naming the field when a part the reply needs has the wrong type."""
+    """A :class:`Reply` from a non-streamed ``chat.completion`` body (every choice of it, see
+    :attr:`Reply.choices`); :class:`MalformedChunk` naming the field when a part the reply
+    needs has the wrong type."""
     choices = body.get("choices")
     if choices is not None and not isinstance(choices, list):
         raise MalformedChunk(f"choices is {_kind(choices)}, not a list")
-    choice = choices[0] if choices else {}
+    warnings: list[str] = []
+    usage: Usage | None = None
+    if body.get("usage"):
+        try:
+            usage = Usage.from_dict(body["usage"])
+        except ValueError as err:
+            warnings.append(f"{err}: usage left out")
+    model, reply_id = body.get("model"), body.get("id")
+    common: dict[str, Any] = {
+        "model": model if isinstance(model, str) and model else requested_model,
+        "requested_model": requested_model,
+        "id": reply_id if isinstance(reply_id, str) else None,
+        "offline": offline,
+        "raw": body,
+    }
+    choices = choices or [{}]
+    first = _choice_reply(choices[0], 0, common)
+    others = []
+    for index, choice in enumerate(choices[1:], 1):
+        try:  # the first choice is the reply; a broken extra one is only left out
+            others.append(_choice_reply(choice, index, common))
+        except MalformedChunk as err:
+            warnings.append(f"choice {index + 1} left out: {err}")
+    return replace(first, usage=usage, warnings=tuple(warnings), other_choices=tuple(others))
+
+
+def _choice_reply(choice: Any, index: int, common: Mapping[str, Any]) -> Reply:
     if not isinstance(choice, dict):
-        raise MalformedChunk(f"choices[0] is {_kind(choice)}, not an object")
+        raise MalformedChunk(f"choices[{index}] is {_kind(choice)}, not an object")
     message = choice.get("message") or {}
     if not isinstance(message, dict):
         raise MalformedChunk(f"message is {_kind(message)}, not an object")
@@ -510,28 +544,14 @@ def reply_from_completion(
     finish = choice.get("finish_reason")
     if finish is not None and not isinstance(finish, str):
         raise MalformedChunk(f"finish_reason is {_kind(finish)}, not text")
-    warnings: list[str] = []
-    usage: Usage | None = None
-    if body.get("usage"):
-        try:
-            usage = Usage.from_dict(body["usage"])
-        except ValueError as err:
-            warnings.append(f"{err}: usage left out")
     reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
-    model, reply_id = body.get("model"), body.get("id")
     return Reply(
         text=utf8_safe(content or ""),
-        model=model if isinstance(model, str) and model else requested_model,
-        requested_model=requested_model,
         finish_reason=finish,
         tool_calls=tuple(ToolCall.from_dict(c) for c in calls),
         reasoning=reasoning if isinstance(reasoning, str) else "",
-        usage=usage,
-        id=reply_id if isinstance(reply_id, str) else None,
         complete=True,
-        offline=offline,
-        raw=body,
-        warnings=tuple(warnings),
+        **common,
     )
 
 

@@ -352,3 +352,45 @@ def test_client_run_calls_the_tools_and_returns_every_step(emu):
     with Client(api_key=TEST_KEY, base_url=emu.base_url) as client:
         with pytest.raises(OfoxError, match="needs at least one tool"):
             client.run("hi", tools=[])
+
+
+# -- every parameter of the API, from Python and from the magic
+
+
+def test_the_python_api_takes_every_parameter(emu):
+    from conftest import TEST_KEY
+
+    from ofox_jupyter import Client
+    from ofox_jupyter._exceptions import RequestValidationError
+
+    with Client(api_key=TEST_KEY, base_url=emu.base_url) as client:
+        reply = client.chat("Pick one. [emulator-words: 5]", n=3, user="student-7", seed=42)
+        assert [c.text.endswith(f"*Choice {i}.*") for i, c in enumerate(reply.choices, 1)] == [
+            False,
+            True,
+            True,
+        ]
+        body = chat_requests(emu)[-1]
+        assert (body["n"], body["user"], body["seed"]) == (3, "student-7", 42)
+
+        cut = client.chat("one two three charlie four", stop=["charlie"], extra_body={"x_k": 1})
+        assert "charlie" not in cut.text and "one two three" in cut.text
+        assert chat_requests(emu)[-1]["x_k"] == 1
+
+        with client.stream("hi", stream_options={"include_usage": False}) as stream:
+            assert stream.reply.usage is None
+        assert chat_requests(emu)[-1]["stream_options"] == {"include_usage": False}
+
+        with pytest.raises(TypeError, match=r"call stream\(\) for a streamed reply"):
+            client.chat("hi", stream=True)
+        with pytest.raises(RequestValidationError, match="n > 1 is not streamed"):
+            client.stream("hi", n=2)
+        with pytest.raises(RequestValidationError, match="seed must be an integer"):
+            client.chat("hi", seed="7")
+
+
+def test_stop_and_seed_from_the_magic(ip, emu):
+    ip.run_cell_magic("ofox", "--stop charlie --stop zulu --seed 7 -o cut", "alpha bravo charlie")
+    body = chat_requests(emu)[-1]
+    assert body["stop"] == ["charlie", "zulu"] and body["seed"] == 7
+    assert "alpha bravo" in ip.user_ns["cut"] and "charlie" not in ip.user_ns["cut"]

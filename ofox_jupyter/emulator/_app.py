@@ -202,7 +202,10 @@ class _Handlers:
                 fault=fault if fault is not None and fault.is_stream_only else None,
             )
             return SSEResponse(plan, headers)
-        return _json_response(200, completion_body(completion, completion_id, created), headers)
+        choices = body.get("n") or 1
+        return _json_response(
+            200, completion_body(completion, completion_id, created, choices), headers
+        )
 
     def _fault(self, request: Request, conv: Conversation) -> FaultSpec | None:
         """The fault for this request, if any, once its ``*TIMES`` are taken into account."""

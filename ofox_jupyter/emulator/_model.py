@@ -244,6 +244,15 @@ def _token_limit(body: dict[str, Any]) -> int | None:
     return min(limits) if limits else None
 
 
+def _until_stop(text: str, stop: Any) -> str:
+    """The reply up to the first stop sequence (left out, as the API does)."""
+    sequences = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    cut = min(
+        (text.find(s) for s in sequences if isinstance(s, str) and s and s in text), default=-1
+    )
+    return text if cut < 0 else text[:cut]
+
+
 def complete(
     conv: Conversation, body: dict[str, Any], model: str, *, reasoning: bool
 ) -> Completion:
@@ -267,7 +276,7 @@ def complete(
             text = (
                 _tool_reply(conv, model) if conv.last_role == "tool" else _user_reply(conv, model)
             )
-        content_pieces = split_pieces(text)
+        content_pieces = split_pieces(_until_stop(text, body.get("stop")))
         limit = _token_limit(body)
         if conv.markers.filter and len(content_pieces) > _FILTER_PIECES:
             content_pieces, finish = content_pieces[:_FILTER_PIECES], "content_filter"

@@ -76,7 +76,9 @@ def sse_data(payload: Any) -> bytes:
     return f"data: {_dumps(payload)}\n\n".encode()
 
 
-def completion_body(completion: Completion, completion_id: str, created: int) -> dict[str, Any]:
+def completion_body(
+    completion: Completion, completion_id: str, created: int, choices: int = 1
+) -> dict[str, Any]:
     """The non-streamed ``chat.completion`` object (ofox-api.md §5)."""
     message: dict[str, Any] = {"role": "assistant", "content": completion.content}
     if completion.reasoning is not None:
@@ -95,7 +97,17 @@ def completion_body(completion: Completion, completion_id: str, created: int) ->
         "object": "chat.completion",
         "created": created,
         "model": completion.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason}],
+        "choices": [
+            {
+                "index": index,
+                # Choice 2 and on say which they are (the emulator's replies are deterministic).
+                "message": message
+                if index == 0
+                else {**message, "content": f"{completion.content}\n\n*Choice {index + 1}.*"},
+                "finish_reason": completion.finish_reason,
+            }
+            for index in range(choices)
+        ],
         "usage": completion.usage,
     }
 

@@ -161,6 +161,10 @@ def _validate_provider(provider: Any) -> None:
         raise invalid_request("provider.fallback must be an array of model ids (strings)")
 
 
+#: Most choices one request may ask for (``n``).
+MAX_CHOICES = 8
+
+
 def validate_chat(body: Any) -> dict[str, Any]:
     """Return ``body`` if it is a valid chat request; raise a 400 ``ApiError`` otherwise."""
     if not isinstance(body, dict):
@@ -178,6 +182,19 @@ def validate_chat(body: Any) -> dict[str, Any]:
     _positive_int(body, "max_completion_tokens")
     _number_in(body, "frequency_penalty", -2, 2)
     _number_in(body, "presence_penalty", -2, 2)
+    _positive_int(body, "n")
+    if isinstance(body.get("n"), int) and body["n"] > MAX_CHOICES:
+        raise invalid_request(f"n must be at most {MAX_CHOICES}")
+    if body.get("n", 1) not in (None, 1) and body.get("stream") is True:
+        raise invalid_request("n greater than 1 is not supported with stream")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(x, str) for x in stop):
+            raise invalid_request("stop must be a string or an array of up to 4 strings")
+    if "user" in body and not isinstance(body["user"], str):
+        raise invalid_request("user must be a string")
+    if "seed" in body and (not isinstance(body["seed"], int) or isinstance(body["seed"], bool)):
+        raise invalid_request("seed must be an integer")
     if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
         raise invalid_request("stream must be a boolean")
     options = body.get("stream_options")
