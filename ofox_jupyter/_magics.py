@@ -8,76 +8,42 @@ exact ``UsageError`` — shown as one line, never a traceback.
 
 from __future__ import annotations
 
-import getpass
-import os
 import shlex
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, Unicode, observe
 
+from ._cell_options import DETAILS, ask_options, fail
+from ._cell_run import ask, compare, store_notices
 from ._compare import COMPARE_CHAT
 from ._config import (
     DEFAULT_MODEL,
-    OFFLINE,
     Secret,
     Timeouts,
-    check_api_key,
     resolve_settings,
 )
 from ._display import LiveReply
-from ._exceptions import ImageError, OfoxError, ToolError
+from ._exceptions import OfoxError
 from ._history import HistoryStore, StoreError, default_history_path
-from ._markdown import dollars, use_escape_for
+from ._line_commands import LINE_USAGE, SUBCOMMANDS, LineCommands
+from ._markdown import use_escape_for
 from ._messages import utf8_safe
 from ._recent import RecentImages
-from ._render import format_cost, text_table
-from ._request import ROUTING_CHOICES, check_ranges, provider_options
-from ._session import AskOptions, Exchange, Interrupted, NotebookSession
-from ._template import interpolate
-
-DETAILS = ("auto", "low", "high")  # as in _images, which is not imported until an image is sent
-OFFLINE_SUFFIX = " (offline)"  # usage rows of emulator replies (see NotebookSession._finish)
+from ._request import ROUTING_CHOICES
+from ._session import NotebookSession
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import AsyncClient, Client
     from ._identity import Identity
-    from ._images import PreparedImage
-    from ._tools import ToolRegistry
 
 __all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
-
-SUBCOMMANDS = (
-    "models",
-    "history",
-    "reset",
-    "usage",
-    "config",
-    "login",
-    "logout",
-    "export",
-    "chat",
-    "compare",
-    "explain",
-    "fix",
-    "code",
-    "tools",
-)
-LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
-
-
-def _fail(error: OfoxError | str) -> UsageError:
-    """IPython shows exactly ``UsageError`` (not a subclass) as one line without a traceback;
-    a message that quotes something multi-line (a value, a server's text) is flattened."""
-    text = error.one_line() if isinstance(error, OfoxError) else error
-    return UsageError(" ".join(text.split()) if "\n" in text or "\r" in text else text)
 
 
 @magics_class
@@ -326,217 +292,17 @@ class OfoxMagics(Magics):
             # shlex rather than IPython's arg_split, which keeps the quotes of -s "Be brief."
             args = self.ofox_cell.parser.parse_args(shlex.split(line))
         except ValueError as err:
-            raise _fail(f"%%ofox options: {err}") from None
-        options, prompt, images = self._ask_options(args, cell)
+            raise fail(f"%%ofox options: {err}") from None
+        options, prompt, images = ask_options(self, args, cell)
         if args.compare is not None:
             chat = options.chat if options.chat != "main" else COMPARE_CHAT
-            self._compare(prompt, args.compare.split(","), chat, options, args.out)
+            compare(self, prompt, args.compare.split(","), chat, options, args.out)
             return
-        exchange = self._ask(prompt, options, images, args.format, None if args.code else args.out)
+        exchange = ask(self, prompt, options, images, args.format, None if args.code else args.out)
         if args.code:
             from ._assist import put_code_in_next_cell
 
             put_code_in_next_cell(self.shell, exchange.text, args.out)
-
-    def _ask(
-        self,
-        prompt: str,
-        options: AskOptions,
-        images: list[PreparedImage],
-        fmt: str | None,
-        out: str | None,
-    ) -> Exchange:
-        """Send one turn, stream it into the cell, and publish it (``_ofox``, ``-o``); any
-        failure is one line, with what arrived kept."""
-        live = LiveReply(
-            options.model,
-            mode=self._mode(),
-            fmt=fmt or str(self.format),
-            max_rate=self.max_updates_per_second,
-        )
-        self.last_live = live
-        live.start(images)
-        try:
-            exchange = self.session.ask(prompt, options, live)
-        except Interrupted as stop:
-            if stop.exchange is not None and (stop.exchange.turn or stop.exchange.reply.text):
-                # The footer already says "interrupted: partial reply kept"; the error line
-                # (which stops a Run All here) says what to do about it.
-                live.finish(stop.exchange)
-                self._publish(stop.exchange, out)
-                self._store_notices()
-                raise _fail("interrupted — run the cell again for the whole reply") from None
-            if stop.exchange is not None:  # stopped in a tool, before any text: shown, not kept
-                live.finish(stop.exchange)
-                self._publish(stop.exchange, None)
-            else:
-                live.abandon()
-            self._store_notices()
-            raise _fail(stop) from None
-        except OfoxError as err:
-            live.abandon()
-            raise _fail(err) from None
-        except KeyboardInterrupt:
-            live.abandon()
-            raise _fail("interrupted before the reply began — nothing was recorded") from None
-        except BaseException:
-            live.abandon()  # a bug of ours must not leave the status line ticking
-            raise
-        live.finish(exchange)
-        self._publish(exchange, out)
-        self._store_notices()
-        if exchange.error is not None:
-            raise _fail(exchange.error)
-        return exchange
-
-    def _ask_options(self, args: Any, cell: str) -> tuple[AskOptions, str, list[PreparedImage]]:
-        """Check every option before anything is sent; a bad one is a one-line UsageError."""
-        prompt = cell.strip("\n")
-        if not prompt.strip():
-            raise _fail("the cell is empty: write your prompt below %%ofox")
-        if args.out is not None and not args.out.isidentifier():
-            raise _fail(f"-o needs a variable name, not {args.out!r}")
-        if not args.chat or not args.chat.strip():
-            raise _fail("--chat needs a name")
-        ns = self.shell.user_ns if self.shell is not None else {}
-        try:
-            if args.vars:
-                prompt = utf8_safe(interpolate(prompt, ns, {"Err": self._last_error}))
-            if args.context is not None and self.shell is not None:
-                from ._assist import recent_cells
-
-                context = recent_cells(self.shell, args.context)
-                if context:
-                    prompt = utf8_safe(f"{context}\n\nMy question:\n\n{prompt}")
-            fallback = [m for m in (args.fallback or "").split(",") if m.strip()]
-            params: dict[str, Any] = {
-                "temperature": args.temperature,
-                "max_tokens": args.max_tokens,
-                "top_p": args.top_p,
-                "frequency_penalty": args.frequency_penalty,
-                "presence_penalty": args.presence_penalty,
-                "provider": provider_options(args.routing, fallback),
-                "stop": args.stop,
-                "seed": args.seed,
-            }
-            params = {k: v for k, v in params.items() if v is not None}
-            check_ranges(params)  # the same checks the client applies, before anything is sent
-            images = [self._image(name, args.detail) for name in args.image]
-            if images:
-                self.session.check_vision(args.model or str(self.model))
-            tools, tool_choice = self._tools(args.tools, args.tool_choice, ns, args.chat.strip())
-            response_format = self._response_format(args.json, args.schema, ns)
-        except OfoxError as err:
-            raise _fail(err) from None
-        if response_format is not None:
-            params["response_format"] = response_format
-            if "json" not in prompt.lower():
-                # OpenAI-family models refuse JSON mode unless the messages mention JSON.
-                prompt += "\n\n(Reply in JSON.)"
-        options = AskOptions(
-            model=args.model or str(self.model),
-            chat=args.chat.strip(),
-            system=args.system,
-            new=args.new,
-            history=not args.no_history,
-            stream=not args.no_stream,
-            cell_id=self._cell_id,
-            images=tuple(image.part for image in images),
-            params=params,
-            tools=tools,
-            tool_choice=tool_choice,
-            max_tool_rounds=self.max_tool_rounds,
-            expect_json=response_format is not None,
-        )
-        return options, prompt, images
-
-    @staticmethod
-    def _tools(
-        names: str | None, choice: str | None, ns: dict[str, Any], chat: str
-    ) -> tuple[ToolRegistry | None, str | None]:
-        """The chat's standing tools (``%ofox tools add``, ``@tool``) and ``--tools a,b``; only
-        these can be called. ``--tool-choice`` checked."""
-        from ._tools import Tool, ToolRegistry, standing_tools
-
-        functions = standing_tools(chat)
-        for name in (n.strip() for n in (names or "").split(",") if n.strip()):
-            spec = Tool.from_function(_function(ns, name, "--tools"))
-            functions[spec.name] = spec.function  # named in the cell: that definition wins
-        if choice is not None and not functions:
-            raise ToolError("--tool-choice needs --tools (or tools added with %ofox tools add)")
-        if not functions:
-            return None, None
-        registry = ToolRegistry(functions.values())
-        if choice is not None and choice not in ("auto", "none", "required", *registry.tools):
-            raise ToolError(
-                f"--tool-choice {choice!r} is not auto, none, required or one of the --tools"
-            )
-        return registry, choice
-
-    @staticmethod
-    def _response_format(
-        json_mode: bool, schema_name: str | None, ns: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        if json_mode and schema_name:
-            raise OfoxError("use --json or --schema, not both")
-        if json_mode:
-            return {"type": "json_object"}
-        if schema_name is None:
-            return None
-        schema = ns.get(schema_name)
-        if not isinstance(schema, dict):
-            what = "nothing" if schema_name not in ns else f"a {type(schema).__name__}"
-            raise OfoxError(
-                f"--schema {schema_name}: expected a JSON-schema dict, found {what}",
-                hint='e.g. schema = {"type": "object", "properties": {...}}',
-            )
-        return {
-            "type": "json_schema",
-            # Strict mode is only valid for schemas that follow its rules (OpenAI answers 400
-            # otherwise); any other schema is still sent, as a non-strict guide.
-            "json_schema": {"name": schema_name, "schema": schema, "strict": _strict_ok(schema)},
-        }
-
-    def _image(self, name: str, detail: str | None) -> PreparedImage:
-        """``--image NAME``: a variable, ``last``, or (as a convenience) a literal URL or path."""
-        from ._images import prepare_image  # Pillow is imported only when an image is sent
-
-        ns = self.shell.user_ns if self.shell is not None else {}
-        if name == "last" and "last" not in ns:
-            data = self.recent.last()
-            if data is None:
-                raise ImageError(
-                    "--image last: no image has been displayed in this kernel yet",
-                    hint="plot or display an image first, or name a variable",
-                )
-            return prepare_image(data, detail, name="last")
-        if name in ns:
-            return prepare_image(ns[name], detail, name=name)
-        if name.startswith("data:"):
-            return prepare_image(name, detail, name="the data: URL")
-        if name.startswith(("http://", "https://")) or _looks_like_path(name):
-            return prepare_image(name, detail, name=os.path.basename(name) or name)
-        raise ImageError(
-            f"--image: no variable named {name!r}",
-            hint="assign the image to a variable first, or use --image last",
-        )
-
-    def _store_notices(self) -> None:
-        """What the history store had to say during the cell (a failure, a re-created file),
-        one line each, after the reply."""
-        session = self._session
-        if session is not None and session.notices:
-            for notice in session.notices:
-                print(utf8_safe(notice))
-            session.notices.clear()
-
-    def _publish(self, exchange: Exchange, out: str | None) -> None:
-        if self.shell is None:
-            return
-        self.shell.user_ns["_ofox"] = exchange
-        if out:
-            parsed = exchange.value is not None
-            self.shell.user_ns[out] = exchange.value if parsed else exchange.text
 
     # -- the line magic
 
@@ -550,442 +316,21 @@ class OfoxMagics(Magics):
         try:
             words = shlex.split(utf8_safe(line))
         except ValueError as err:
-            raise _fail(f"{err}; {LINE_USAGE}") from None
+            raise fail(f"{err}; {LINE_USAGE}") from None
         if not words:
-            raise _fail(LINE_USAGE)
+            raise fail(LINE_USAGE)
         command, rest = words[0], words[1:]
-        handler: Callable[[list[str]], None] | None = getattr(self, f"_cmd_{command}", None)
+        handler: Callable[[list[str]], None] | None = getattr(
+            LineCommands(self), f"_cmd_{command}", None
+        )
         if command not in SUBCOMMANDS or handler is None:
-            raise _fail(f"unknown subcommand {command!r}; {LINE_USAGE}")
+            raise fail(f"unknown subcommand {command!r}; {LINE_USAGE}")
         try:
             handler(rest)
         except OfoxError as err:
-            raise _fail(err) from None
+            raise fail(err) from None
         finally:
-            self._store_notices()
-
-    def _options(
-        self, words: list[str], allowed: dict[str, bool], command: str
-    ) -> tuple[dict[str, str | bool], list[str]]:
-        """Tiny option parser: ``allowed`` maps ``--flag`` to whether it takes a value."""
-        found: dict[str, str | bool] = {}
-        positional: list[str] = []
-        index = 0
-        while index < len(words):
-            word = words[index]
-            if word.startswith("-") and len(word) > 1 and not word[1].isdigit():
-                if word not in allowed:
-                    raise _fail(f"%ofox {command}: unknown option {word}")
-                if allowed[word]:
-                    if index + 1 >= len(words):
-                        raise _fail(f"%ofox {command}: {word} needs a value")
-                    found[word] = words[index + 1]
-                    index += 1
-                else:
-                    found[word] = True
-            else:
-                positional.append(word)
-            index += 1
-        return found, positional
-
-    def _show(self, markdown: str, plain: str) -> None:
-        if self._mode() == "rich":
-            from IPython.display import display
-
-            display({"text/markdown": markdown, "text/plain": plain}, raw=True)
-        else:
-            print(plain)
-
-    def _cmd_models(self, words: list[str]) -> None:
-        flags, rest = self._options(words, {"--all": False}, "models")
-        if len(rest) > 1:
-            raise _fail("%ofox models takes at most one filter word")
-        needle = rest[0].lower() if rest else ""
-        models = [
-            m
-            for m in self.session.catalog(refresh=True).values()
-            if (flags.get("--all") or m.is_chat)
-            and (needle in m.id.lower() or needle in m.name.lower())
-        ]
-        if not models:
-            self._show("*No models match.*", "No models match.")
-            return
-        header = "| model | badges | context | USD / 1M in | USD / 1M out |\n|---|---|---|---|---|"
-        rows: list[str] = []
-        plain: list[tuple[str, ...]] = []
-        for m in sorted(models, key=lambda m: m.id):
-            badges = " ".join(
-                b
-                for b, ok in (("vision", m.vision), ("tools", m.tools), ("json", m.json_mode))
-                if ok
-            )
-            if m.deprecated:
-                badges += " retired"
-            price_in = "—" if m.prompt_price is None else f"{m.prompt_price * 1e6:g}"
-            price_out = "—" if m.completion_price is None else f"{m.completion_price * 1e6:g}"
-            context = f"{m.context_length:,}" if m.context_length else "—"
-            rows.append(f"| `{m.id}` | {badges} | {context} | {price_in} | {price_out} |")
-            plain.append((m.id, badges, context, price_in, price_out))
-        skipped = self.session.catalog_skipped
-        note = (
-            f"{skipped} malformed catalog entr{'ies' if skipped != 1 else 'y'} left out"
-            if skipped
-            else ""
-        )
-        table = text_table(
-            ("model", "badges", "context", "USD/1M in", "USD/1M out"), plain, right=(2, 3, 4)
-        )
-        self._show(
-            header + "\n" + "\n".join(rows) + (f"\n\n*{note}*" if note else ""),
-            table + (f"\n{note}" if note else ""),
-        )
-
-    def _cmd_history(self, words: list[str]) -> None:
-        flags, rest = self._options(words, {"--chat": True}, "history")
-        if rest:
-            raise _fail("%ofox history takes no words; use --chat NAME")
-        name = str(flags.get("--chat", "main"))
-        conversation = self.session.chats.get(name)
-        if conversation is None or not len(conversation):
-            self._show(f"*Chat `{name}` is empty.*", f"Chat {name!r} is empty.")
-            return
-        from ._session import render_history
-
-        self._show(*render_history(conversation))
-
-    def _cmd_reset(self, words: list[str]) -> None:
-        flags, rest = self._options(words, {"--chat": True, "--all": False}, "reset")
-        if rest or ("--all" in flags and "--chat" in flags):
-            raise _fail("usage: %ofox reset [--chat NAME | --all]")
-        chat = None if flags.get("--all") else str(flags.get("--chat", "main"))
-        removed = self.session.reset(chat)
-        what = "every chat" if chat is None else f"chat {chat!r}"
-        print(f"ofox: cleared {what} ({removed} turn{'s' * (removed != 1)}), here and on disk")
-
-    def _cmd_usage(self, words: list[str]) -> None:
-        if words:
-            raise _fail("%ofox usage takes no options")
-        rows = self.session.usage_rows()
-        if not rows:
-            self._show("*No requests yet in this notebook.*", "No requests yet in this notebook.")
-            return
-        # The cached and reasoning columns only once some request had such tokens.
-        details = any(row[5] or row[6] for row in rows)
-        headers = ["model", "requests", "tokens in", "tokens out"]
-        headers += ["cached", "reasoning"] if details else []
-        headers.append("cost")
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        plain: list[tuple[str, ...]] = []
-        total_in = total_out = total_requests = total_cached = total_reasoning = 0
-        charged: float | None = None
-        listed = 0.0  # what the offline requests would have cost
-        for model, prompt, completion, cost, requests, cached, reasoning in rows:
-            offline = model.endswith(OFFLINE_SUFFIX)
-            if cost is None:
-                shown = "—"
-            elif offline:
-                shown, listed = f"({format_cost(cost)})", listed + cost
-            else:
-                shown, charged = format_cost(cost), (charged or 0.0) + cost
-            counts = [str(requests), f"{prompt:,}", f"{completion:,}"]
-            counts += [f"{cached:,}", f"{reasoning:,}"] if details else []
-            lines.append(f"| `{model}` | {' | '.join(counts)} | {dollars(shown)} |")
-            plain.append((model, *counts, shown))
-            total_in += prompt
-            total_out += completion
-            total_requests += requests
-            total_cached += cached
-            total_reasoning += reasoning
-        shown = "—" if charged is None else format_cost(charged)
-        counts = [str(total_requests), f"{total_in:,}", f"{total_out:,}"]
-        counts += [f"{total_cached:,}", f"{total_reasoning:,}"] if details else []
-        lines.append(f"| **total** | {' | '.join(counts)} | **{dollars(shown)}** |")
-        plain.append(("total", *counts, shown))
-        table = text_table(headers, plain, right=tuple(range(1, len(headers))))
-        if listed:
-            note = f"(offline requests are not charged; at list prices: {format_cost(listed)})"
-            lines.append(f"\n*{dollars(note)}*")
-            table += "\n" + note
-        self._show("\n".join(lines), table)
-
-    def _cmd_config(self, words: list[str]) -> None:
-        if words:
-            raise _fail("%ofox config takes no options; change settings with %config OfoxMagics.X")
-        if self._login is not None:
-            key = "set by %ofox login (kernel memory only)"
-        elif os.environ.get("OFOX_API_KEY"):
-            key = "set by OFOX_API_KEY"
-        else:
-            key = "not set"
-        base = self.base_url or os.environ.get("OFOX_BASE_URL") or ""
-        where = "offline emulator" if self.offline() or base == OFFLINE else base or "default"
-        session = self.session
-        facts = [
-            ("model", str(self.model)),
-            ("API", where),
-            ("key", key),
-            ("notebook", self._identity_fact()),
-            ("history", str(session.store.path or "in memory only") if session.store else "off"),
-            ("display", f"{self.display_mode} ({self._mode()}), {self.format}"),
-            ("retries", str(self.max_retries)),
-            (
-                "timeouts",
-                f"first byte {self.first_byte_timeout:g} s, "
-                f"between chunks {self.chunk_timeout:g} s",
-            ),
-        ]
-        markdown = "\n".join(f"- **{k}**: {v}" for k, v in facts)
-        plain = "\n".join(f"{k:>9}: {v}" for k, v in facts)
-        self._show(markdown, plain)
-
-    def _identity_fact(self) -> str:
-        identity = self._identity
-        if identity is None:
-            return self.session.notebook
-        return f"{identity.context.label} (chats filed as {identity.id})"
-
-    def _cmd_login(self, words: list[str]) -> None:
-        if words:
-            raise _fail("%ofox login takes no arguments: the key is asked for, hidden")
-        key = getpass.getpass("OfoxAI API key (hidden): ").strip()
-        if not key:
-            raise _fail("no key entered; nothing changed")
-        try:
-            key = check_api_key(key)
-        except OfoxError as err:
-            raise _fail(f"{err.one_line()}; nothing changed") from None
-        self._login = Secret(key)
-        self.session.reset_client()
-        print("ofox: key set for this kernel only (kept in memory, never saved)")
-
-    def _cmd_logout(self, words: list[str]) -> None:
-        if words:
-            raise _fail("%ofox logout takes no arguments")
-        had = self._login is not None
-        self._login = None
-        self.session.reset_client()
-        note = (
-            " (OFOX_API_KEY is still set in the environment)"
-            if os.environ.get("OFOX_API_KEY")
-            else ""
-        )
-        print(f"ofox: {'key forgotten' if had else 'no key was set by %ofox login'}{note}")
-
-    def _cmd_export(self, words: list[str]) -> None:
-        flags, rest = self._options(words, {"--chat": True, "--force": False}, "export")
-        if len(rest) != 1:
-            raise _fail("usage: %ofox export PATH.md|PATH.json [--chat NAME] [--force]")
-        chat = flags.get("--chat")
-        if chat is not None and chat not in self.session.chats:
-            raise _fail(f"no chat named {chat!r}")
-        path = Path(rest[0]).expanduser()
-        try:
-            if path.exists() and not flags.get("--force"):
-                raise _fail(f"%ofox export: {path} exists; add --force to overwrite it")
-            turns = self.session.export(path, str(chat) if chat else None)
-        except (OSError, ValueError) as err:
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-            raise _fail(f"cannot write {path}: {reason}") from None
-        print(f"ofox: wrote {turns} turn{'s' * (turns != 1)} to {path}")
-
-    def _cmd_chat(self, words: list[str]) -> None:
-        flags, rest = self._options(words, {"--chat": True, "-m": True, "--model": True}, "chat")
-        if rest:
-            raise _fail("usage: %ofox chat [--chat NAME] [-m MODEL]")
-        from IPython.display import display
-
-        from ._widgets import ChatWidget  # ipywidgets only when a widget is opened
-
-        model = flags.get("-m") or flags.get("--model")
-        display(
-            ChatWidget(chat=str(flags.get("--chat", "main")), model=str(model) if model else None)
-        )
-
-    def _last_error(self) -> str:
-        """``{Err}``: the last error of this kernel, as ``%ofox explain`` sends it."""
-        from ._assist import last_error_report
-
-        if self.shell is None:
-            raise OfoxError("{Err} needs IPython")
-        return last_error_report(self.shell)
-
-    def _cmd_explain(self, words: list[str]) -> None:
-        self._about_last_error(words, "explain")
-
-    def _cmd_fix(self, words: list[str]) -> None:
-        self._about_last_error(words, "fix")
-
-    def _about_last_error(self, words: list[str], command: str) -> None:
-        """``%ofox explain|fix [QUESTION] [-m MODEL] [--chat NAME]``: the last error of this
-        kernel goes to the model as a turn of the chat; ``fix`` puts the code it answers with in
-        a new cell below."""
-        from ._assist import explain_prompt, fix_prompt, last_error_report, put_code_in_next_cell
-
-        flags, question = self._options(
-            words, {"-m": True, "--model": True, "--chat": True}, command
-        )
-        if self.shell is None:
-            raise _fail(f"%ofox {command} needs IPython")
-        report = last_error_report(self.shell)
-        compose = fix_prompt if command == "fix" else explain_prompt
-        prompt = compose(report, " ".join(question))
-        line = []
-        for flag in ("-m", "--model", "--chat"):
-            if flag in flags:
-                line += [flag, str(flags[flag])]
-        args = self.ofox_cell.parser.parse_args(line)
-        options, prompt, images = self._ask_options(args, prompt)
-        exchange = self._ask(prompt, options, images, None, None)
-        if command == "fix":
-            put_code_in_next_cell(self.shell, exchange.text, None)
-
-    def _cmd_code(self, words: list[str]) -> None:
-        """``%ofox code [-o NAME]``: the code of the last reply, in a new cell below."""
-        from ._assist import put_code_in_next_cell
-
-        flags, rest = self._options(words, {"-o": True}, "code")
-        if rest:
-            raise _fail(f"%ofox code: unexpected {rest[0]!r} (usage: %ofox code [-o NAME])")
-        out = flags.get("-o")
-        if out is not None and not str(out).isidentifier():
-            raise _fail(f"-o needs a variable name, not {out!r}")
-        last = self.shell.user_ns.get("_ofox") if self.shell is not None else None
-        if not isinstance(last, Exchange):
-            raise _fail("no reply yet in this kernel: nothing to take code from")
-        put_code_in_next_cell(self.shell, last.text, str(out) if out else None)
-
-    def _cmd_tools(self, words: list[str]) -> None:
-        """``%ofox tools [add F,G | remove F] [--chat NAME]``: the tools offered in every cell of
-        a chat, listed with their schemas, added or taken away."""
-        from ._reports import tools_report
-        from ._tools import add_standing, remove_standing, standing_tools
-
-        flags, rest = self._options(words, {"--chat": True}, "tools")
-        chat = str(flags.get("--chat", "main"))
-        usage = "usage: %ofox tools [add F,G | remove F] [--chat NAME]"
-        if rest and (rest[0] not in ("add", "remove") or len(rest) != 2):
-            raise _fail(f"%ofox tools: {usage}")
-        ns = self.shell.user_ns if self.shell is not None else {}
-        if rest and rest[0] == "add":
-            names = [n.strip() for n in rest[1].split(",") if n.strip()]
-            specs = add_standing(chat, [_function(ns, n, "%ofox tools add") for n in names])
-            print(f"chat {chat}: {', '.join(s.name for s in specs)} offered in every later cell")
-            return
-        if rest:
-            if not remove_standing(chat, rest[1]):
-                raise _fail(f"%ofox tools remove: chat {chat} has no tool named {rest[1]!r}")
-            print(f"chat {chat}: {rest[1]} no longer offered")
-            return
-        self._show(*tools_report(chat, standing_tools(chat)))
-
-    def _cmd_compare(self, words: list[str]) -> None:
-        allowed = {"-m": True, "--models": True, "-t": True, "--temperatures": True, "--chat": True}
-        flags, rest = self._options(words, allowed, "compare")
-        models = [m.strip() for m in str(flags.get("-m") or flags.get("--models") or "").split(",")]
-        temps_text = str(flags.get("-t") or flags.get("--temperatures") or "")
-        try:
-            temperatures = [float(t) for t in temps_text.split(",") if t.strip()]
-        except ValueError:
-            raise _fail(f"-t takes numbers separated by commas, not {temps_text!r}") from None
-        for value in temperatures:
-            check_ranges({"temperature": value})
-        if rest:  # a prompt: run the comparison here, and leave its result in the cell
-            items = [m for m in models if m] + [f"{t!r}" for t in temperatures]
-            chat = str(flags.get("--chat") or COMPARE_CHAT).strip()
-            if not chat:
-                raise _fail("--chat needs a name")
-            options = AskOptions(model=str(self.model), cell_id=self._cell_id)
-            self._compare(utf8_safe(" ".join(rest)), items, chat, options, None)
-            return
-        if "--chat" in flags:
-            raise _fail('usage: %ofox compare ["PROMPT" [--chat NAME]] [-m MODEL,…] [-t TEMP,…]')
-        from IPython.display import display
-
-        from ._widgets import CompareWidget
-
-        display(
-            CompareWidget(
-                models=[m for m in models if m] or None,
-                temperatures=list(temperatures) or None,
-            )
-        )
-
-    def _compare(
-        self, prompt: str, items: list[str], chat: str, options: AskOptions, out: str | None
-    ) -> None:
-        """Run a comparison in this cell (``_compare.py``); one line if it cannot start."""
-        from ._compare import Comparison, columns_from
-
-        try:
-            columns = columns_from(items, options.model)
-            for column in columns:
-                if column.temperature is not None:
-                    check_ranges({"temperature": column.temperature})
-        except OfoxError as err:
-            raise _fail(err) from None
-        comparison = Comparison(
-            self.session,
-            columns,
-            chat=chat,
-            cell_id=options.cell_id,
-            mode=self._mode(),
-            max_rate=self.max_updates_per_second,
-            options=options,
-        )
-        try:
-            exchanges = comparison.run(prompt)
-        except Interrupted:
-            self._store_notices()
-            raise _fail("interrupted — the comparison stopped; what arrived is kept") from None
-        self._store_notices()
-        texts = {
-            c.label: (e.text if e is not None else None)
-            for c, e in zip(columns, exchanges, strict=True)
-        }
-        if self.shell is not None:
-            self.shell.user_ns["_ofox_compare"] = texts
-            if out:
-                self.shell.user_ns[out] = texts
-
-
-def _function(ns: dict[str, Any], name: str, where: str) -> Any:
-    """The notebook's function ``name``, or one line saying why there is none."""
-    if name not in ns:
-        raise ToolError(f"{where}: no function named {name!r}", hint="define it first")
-    if not callable(ns[name]):
-        raise ToolError(f"{where}: {name!r} is a {type(ns[name]).__name__}, not a function")
-    return ns[name]
-
-
-def _looks_like_path(name: str) -> bool:
-    """``-i`` with a word that is no variable: a path when it says so (a folder, an image file
-    ending), so that a missing file is reported as one, not as an unknown variable."""
-    return (
-        "/" in name
-        or os.sep in name
-        or name.startswith("~")
-        or name.lower().endswith(
-            (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
-        )
-    )
-
-
-def _strict_ok(schema: Any, depth: int = 0) -> bool:
-    """Whether a JSON schema meets structured-output strict mode: every object closes its
-    properties (``additionalProperties: false``) and requires all of them."""
-    if depth > 64:
-        return False  # a cycle, or nesting no model's strict mode takes: send it as a guide
-    if isinstance(schema, list):
-        return all(_strict_ok(item, depth + 1) for item in schema)
-    if not isinstance(schema, dict):
-        return True
-    if schema.get("type") == "object" or "properties" in schema:
-        properties = schema.get("properties") or {}
-        if schema.get("additionalProperties") is not False:
-            return False
-        if set(schema.get("required") or ()) != set(properties):
-            return False
-    return all(_strict_ok(v, depth + 1) for k, v in schema.items() if k not in ("required", "enum"))
+            store_notices(self)
 
 
 # magic_arguments names the usage after the method (``%ofox_cell``); the magic is ``%%ofox``

@@ -12,7 +12,7 @@ from helpers import Recorder, chunk, sse, sse_response
 from IPython.core.error import UsageError
 
 from ofox_jupyter import APIConnectionError, Client, ServerError, StreamError, Timeouts
-from ofox_jupyter._magics import _strict_ok
+from ofox_jupyter._cell_options import _strict_ok
 
 KEY = "sk-review-secret-4471"
 URL = "https://api.ofox.ai/v1"
