@@ -24,6 +24,7 @@ __all__ = [
     "fix_prompt",
     "last_error_report",
     "put_code_in_next_cell",
+    "raw_inputs",
     "recent_cells",
 ]
 
@@ -42,22 +43,44 @@ def last_error_report(shell: InteractiveShell) -> str:
         raise _NO_ERROR
     tb = error.__traceback__ or getattr(sys, "last_traceback", None)
     numbers: dict[str, int] = getattr(shell.compile, "_filename_map", {})
-    history = shell.user_ns.get("In")
+    history = raw_inputs(shell)
 
     def cell_name(filename: str) -> str | None:
         number = numbers.get(filename)
         return f"In[{number}]" if number is not None else None
 
+    parsed = shell.user_ns.get("In")
+
     def cell_source(filename: str) -> str | None:
+        """The cell as typed when the history has it; else as compiled (linecache). A cell run
+        without being stored (nbval, a frontend's silent request) shares its number with the
+        stored one, so the two are compared first."""
+        compiled = "".join(linecache.getlines(filename))
         number = numbers.get(filename)
-        if number is not None and isinstance(history, list) and 0 <= number < len(history):
-            source = history[number]
-            if isinstance(source, str):
-                return source
-        lines = linecache.getlines(filename)
-        return "".join(lines) if lines else None
+        if (
+            number is not None
+            and isinstance(history, list)
+            and isinstance(parsed, list)
+            and 0 <= number < min(len(history), len(parsed))
+            and isinstance(history[number], str)
+            and str(parsed[number]).rstrip() == compiled.rstrip()
+        ):
+            return history[number]
+        return compiled or None
 
     return error_report(error, tb, cell_name, cell_source)
+
+
+def raw_inputs(shell: InteractiveShell) -> list[str] | None:
+    """The cells as they were typed, by execution number. ``In`` holds them as IPython turned
+    them into Python (``%%ofox`` becomes ``get_ipython().run_cell_magic(…)``), which is not
+    what a model should read."""
+    history = getattr(shell, "history_manager", None)
+    raw = getattr(history, "input_hist_raw", None)
+    if isinstance(raw, list):
+        return raw
+    inputs = shell.user_ns.get("In")
+    return inputs if isinstance(inputs, list) else None
 
 
 def explain_prompt(report: str, question: str) -> str:
@@ -104,7 +127,7 @@ def recent_cells(shell: InteractiveShell, count: int) -> str:
     IPython, so they are not sent), each within its budget."""
     if not 1 <= count <= MAX_CONTEXT_CELLS:
         raise OfoxError(f"--context takes 1 to {MAX_CONTEXT_CELLS} cells, not {count}")
-    inputs = shell.user_ns.get("In")
+    inputs = raw_inputs(shell)
     outputs = shell.user_ns.get("Out")
     if not isinstance(inputs, list) or len(inputs) < 2:
         return ""

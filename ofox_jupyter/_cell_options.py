@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections import ChainMap
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -38,7 +39,12 @@ def ask_options(
     ns = magics.shell.user_ns if magics.shell is not None else {}
     try:
         if args.vars:
-            prompt = utf8_safe(interpolate(prompt, ns, {"Err": lambda: _last_error(magics)}))
+            from ._assist import raw_inputs
+
+            # {In[n]} is the cell as typed, not as IPython translated it.
+            raw = raw_inputs(magics.shell) if magics.shell is not None else None
+            names = ChainMap({"In": raw}, ns) if raw is not None else ns
+            prompt = utf8_safe(interpolate(prompt, names, {"Err": lambda: _last_error(magics)}))
         if args.context is not None and magics.shell is not None:
             from ._assist import recent_cells
 

@@ -228,12 +228,11 @@ def _frame(frame: Any) -> str:
     shown_columns = list(frame.columns[:PREVIEW_COLUMNS])
     dtypes = ", ".join(f"{_cell(name)}: {frame.dtypes[name]}" for name in shown_columns)
     head = frame.iloc[:PREVIEW_ROWS, :PREVIEW_COLUMNS]
+    # Row by row with each column's own type (``.values`` would turn a mixed frame's ints into
+    # floats).
     table = _table(
         ["", *(_cell(name) for name in shown_columns)],
-        [
-            [_cell(index), *(_cell(v) for v in row)]
-            for index, row in zip(head.index, head.values, strict=True)
-        ],
+        [[_cell(cell) for cell in row] for row in head.itertuples(index=True, name=None)],
     )
     parts = [f"pandas DataFrame, {rows:,} rows × {columns:,} columns", f"dtypes: {dtypes}", table]
     cut = []

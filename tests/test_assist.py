@@ -171,6 +171,7 @@ def test_values_are_described_within_a_budget():
     assert array.startswith("numpy array, shape 300×400, dtype float64:\narray([[0., 0.,")
     assert "..." in array and len(array) < 1_000  # numpy's own summary
     assert describe("x" * 10_000) == "x" * VALUE_BUDGET + "… (truncated, 6,000 more characters)"
+    assert "| 0 | 1 | 0.5 |" in describe(pd.DataFrame({"a": [1], "b": [0.5]}))  # ints stay ints
     assert describe(list(range(5))) == "[0, 1, 2, 3, 4]"
     assert len(describe(list(range(100_000)))) < VALUE_BUDGET + 50
 
@@ -193,6 +194,10 @@ def test_history_fields_and_the_last_error_in_a_prompt(ip, emu, no_error):
     prompt = sent_prompt(emu)
     assert prompt.startswith("In rows * 2 gave 84; then **NameError**: name 'undefined_name'")
     assert prompt.endswith(". {Err}")
+    ip.run_cell("%%capture\nprint('quiet')", store_history=True)
+    # The cell as typed, not as IPython translated it (In[-1] is this cell).
+    ip.run_cell("%%ofox --vars\nTyped: {In[-2]}", store_history=True)
+    assert sent_prompt(emu) == "Typed: %%capture\nprint('quiet')"
     with pytest.raises(UsageError, match=r"\{Out\[999\]\} does not exist"):
         ip.run_cell_magic("ofox", "--vars", "{Out[999]}")
 
