@@ -576,3 +576,26 @@ def test_a_duplicate_starts_with_the_chats_as_a_copy(
             f"{HISTORY} in {RENAMED}, after its duplicate diverged, does not show the question "
             f"about {word}:\n{shown}"
         )
+
+
+def test_code_from_a_reply_lands_in_a_new_cell_below(
+    page: Page, lab: JupyterLab, shots: Screenshots
+) -> None:
+    """``%%ofox --code`` in a new notebook: the kernel's set_next_input payload becomes a new
+    cell right below the one that ran, holding the reply's code, not run."""
+    from playwright.sync_api import expect
+
+    with screenshot_on_failure(shots, page, "code-cell"):
+        notebook = NotebookPage.create(page, TIMEOUT)
+        run_new_cell(notebook, LOAD)
+        marker = "--code --chat browser-code"
+        cell = run_new_cell(notebook, f"%%ofox {marker}\nWrite:\n```python\nprint(40 + 2)\n```")
+        expect(cell.locator(".jp-Cell-outputArea")).to_contain_text("put in a new cell below")
+        sources = notebook.cells.evaluate_all(
+            "cells => cells.map(c => c.querySelector('.jp-InputArea-editor')?.innerText ?? '')"
+        )
+        ran = next(i for i, text in enumerate(sources) if marker in text)
+        assert sources[ran + 1].strip() == "print(40 + 2)", sources[ran : ran + 3]
+        below = notebook.cells.nth(ran + 1)
+        expect(below.locator(".jp-InputPrompt")).to_have_text("[ ]:")  # not run
+        shots.save(page, "code-cell")
