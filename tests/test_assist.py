@@ -6,6 +6,8 @@ import json
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 from ofox_jupyter._context import (
@@ -399,3 +401,33 @@ def test_stop_and_seed_from_the_magic(ip, emu):
     body = chat_requests(emu)[-1]
     assert body["stop"] == ["charlie", "zulu"] and body["seed"] == 7
     assert "alpha bravo" in ip.user_ns["cut"] and "charlie" not in ip.user_ns["cut"]
+
+
+# -- anything a reply or a notebook holds
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="`~ \npy#x=\t>", max_size=120))
+def test_code_out_of_any_reply(text):
+    blocks = code_blocks(text)
+    cell = code_for_cell(blocks) if blocks else ""
+    for block in blocks:
+        assert block.code.strip()
+        for line in block.code.split("\n"):
+            assert line in cell or f"# {line}" in cell
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=30) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=200,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values, st.integers(min_value=1, max_value=300))
+def test_any_value_is_described_within_its_budget(value, budget):
+    from ofox_jupyter._context import describe
+
+    text = describe(value, budget)
+    assert len(text) <= budget + len(f"… (truncated, {10**9:,} more characters)")
