@@ -124,7 +124,7 @@ class UpdateThrottle:
         self,
         max_rate: float = 12.0,
         max_gap: float = MAX_GAP,
-        max_cost: float = 1.5,
+        max_cost: float = 1.25,
         max_gap_in_code: float = MAX_GAP_IN_CODE,
     ) -> None:
         self.max_rate = max_rate

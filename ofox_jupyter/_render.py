@@ -216,7 +216,7 @@ def render_replies(exchange: Exchange, *, markdown: bool = True) -> str:
 #: A Markdown reply longer than this has a shortened ``text/plain`` copy: its first half, and how
 #: much more there is (as IPython's own Markdown objects have a short ``text/plain``). The reply is
 #: sent once, not twice; the Markdown is what frontends show, and ``_ofox.text`` holds it all.
-PLAIN_COPY_LIMIT = 400
+PLAIN_COPY_LIMIT = 200
 
 
 def final_bundle(exchange: Exchange, fmt: str) -> dict[str, str]:

@@ -278,7 +278,7 @@ def test_streaming_never_stalls_in_a_real_kernel(kernel: Kernel) -> None:
     assert final.markdown.startswith(reply.replace("$5", "\\\\$5") + "\n\n<sub>")
     # A long reply's plain copy is shortened: the reply is sent once, not twice.
     plain = final.data["text/plain"]
-    assert plain.startswith(reply[:200] + "… (") and len(plain) < 400
+    assert plain.startswith(reply[:100] + "… (") and len(plain) < 400
     provenance = final.metadata["ofox"]
     assert provenance["chat"] == "throttle" and provenance["turn_id"] == turn_id
     assert provenance["status"] == "complete" and provenance["offline"] is True

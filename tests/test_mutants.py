@@ -2544,9 +2544,11 @@ def test_an_error_text_from_the_stream_is_cut_to_300_characters():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length", [399, 400, 401, 5_000])
-def test_a_long_replys_plain_copy_is_its_first_200_characters(length):
+@pytest.mark.parametrize("length", [199, 200, 201, 5_000])
+def test_a_long_replys_plain_copy_is_its_first_100_characters(length):
     from ofox_jupyter._render import PLAIN_COPY_LIMIT
+
+    assert PLAIN_COPY_LIMIT == 200
 
     text = "".join(chr(ord("a") + i % 26) for i in range(length))
     plain = final_bundle(exchange(text), "markdown")["text/plain"]
@@ -2554,7 +2556,7 @@ def test_a_long_replys_plain_copy_is_its_first_200_characters(length):
     if length <= PLAIN_COPY_LIMIT:
         assert body == text
     else:
-        assert body == f"{text[:200]}… ({length - 200:,} more characters in the Markdown)"
+        assert body == f"{text[:100]}… ({length - 100:,} more characters in the Markdown)"
     assert final_bundle(exchange(text), "text")["text/plain"].startswith(text)  # --format text
 
 
