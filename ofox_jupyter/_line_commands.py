@@ -14,16 +14,16 @@ from ._cell_run import ask, compare
 from ._compare import COMPARE_CHAT
 from ._config import OFFLINE, Secret, check_api_key
 from ._exceptions import OfoxError
-from ._markdown import dollars
 from ._messages import utf8_safe
-from ._render import format_cost, text_table
+from ._render import text_table
+from ._reports import usage_report
 from ._request import check_ranges
 from ._session import AskOptions, Exchange
 
 if TYPE_CHECKING:
     from ._magics import OfoxMagics
 
-__all__ = ["LINE_USAGE", "OFFLINE_SUFFIX", "SUBCOMMANDS", "LineCommands"]
+__all__ = ["LINE_USAGE", "SUBCOMMANDS", "LineCommands"]
 
 SUBCOMMANDS = (
     "models",
@@ -42,8 +42,6 @@ SUBCOMMANDS = (
     "tools",
 )
 LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
-
-OFFLINE_SUFFIX = " (offline)"  # usage rows of emulator replies (see NotebookSession._finish)
 
 
 class LineCommands:
@@ -153,48 +151,8 @@ class LineCommands:
     def _cmd_usage(self, words: list[str]) -> None:
         if words:
             raise fail("%ofox usage takes no options")
-        rows = self.magics.session.usage_rows()
-        if not rows:
-            self._show("*No requests yet in this notebook.*", "No requests yet in this notebook.")
-            return
-        # The cached and reasoning columns only once some request had such tokens.
-        details = any(row[5] or row[6] for row in rows)
-        headers = ["model", "requests", "tokens in", "tokens out"]
-        headers += ["cached", "reasoning"] if details else []
-        headers.append("cost")
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        plain: list[tuple[str, ...]] = []
-        total_in = total_out = total_requests = total_cached = total_reasoning = 0
-        charged: float | None = None
-        listed = 0.0  # what the offline requests would have cost
-        for model, prompt, completion, cost, requests, cached, reasoning in rows:
-            offline = model.endswith(OFFLINE_SUFFIX)
-            if cost is None:
-                shown = "—"
-            elif offline:
-                shown, listed = f"({format_cost(cost)})", listed + cost
-            else:
-                shown, charged = format_cost(cost), (charged or 0.0) + cost
-            counts = [str(requests), f"{prompt:,}", f"{completion:,}"]
-            counts += [f"{cached:,}", f"{reasoning:,}"] if details else []
-            lines.append(f"| `{model}` | {' | '.join(counts)} | {dollars(shown)} |")
-            plain.append((model, *counts, shown))
-            total_in += prompt
-            total_out += completion
-            total_requests += requests
-            total_cached += cached
-            total_reasoning += reasoning
-        shown = "—" if charged is None else format_cost(charged)
-        counts = [str(total_requests), f"{total_in:,}", f"{total_out:,}"]
-        counts += [f"{total_cached:,}", f"{total_reasoning:,}"] if details else []
-        lines.append(f"| **total** | {' | '.join(counts)} | **{dollars(shown)}** |")
-        plain.append(("total", *counts, shown))
-        table = text_table(headers, plain, right=tuple(range(1, len(headers))))
-        if listed:
-            note = f"(offline requests are not charged; at list prices: {format_cost(listed)})"
-            lines.append(f"\n*{dollars(note)}*")
-            table += "\n" + note
-        self._show("\n".join(lines), table)
+        session = self.magics.session
+        self._show(*usage_report(session.usage_rows(), session.budget))
 
     def _cmd_config(self, words: list[str]) -> None:
         if words:

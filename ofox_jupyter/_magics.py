@@ -18,6 +18,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, Unicode, observe
 
+from ._budget import cost_cap
 from ._cell_options import DETAILS, ask_options, fail
 from ._cell_run import ask, compare, store_notices
 from ._compare import COMPARE_CHAT
@@ -34,6 +35,7 @@ from ._line_commands import LINE_USAGE, SUBCOMMANDS, LineCommands
 from ._markdown import use_escape_for
 from ._messages import utf8_safe
 from ._recent import RecentImages
+from ._reports import restored_notice
 from ._request import ROUTING_CHOICES
 from ._session import NotebookSession
 
@@ -73,6 +75,11 @@ class OfoxMagics(Magics):
     max_tool_rounds = Int(
         5, help="Most rounds of tool calls in one exchange before the model must answer."
     ).tag(config=True)
+    max_cost = Float(
+        0.0,
+        help="Most this kernel session may spend, in USD (list prices, offline too); 0: no cap. "
+        "Default: OFOX_MAX_COST.",
+    ).tag(config=True)
     history_path = Unicode(
         "", help="SQLite file of the chats; empty means OFOX_HISTORY_PATH or the Jupyter data dir."
     ).tag(config=True)
@@ -111,7 +118,8 @@ class OfoxMagics(Magics):
                 store=store,
                 max_context_tokens=self.max_context_tokens,
             )
-            self.restored_notice = _restored_notice(identity, self._session)
+            self._session.budget.limit = cost_cap(self.max_cost)
+            self.restored_notice = restored_notice(identity, self._session)
             if identity.note:
                 self._session.notices.append(f"ofox: {identity.note}")
         return self._session
@@ -159,6 +167,11 @@ class OfoxMagics(Magics):
         from ._client import AsyncClient
 
         return AsyncClient(**self._client_settings())
+
+    @observe("max_cost")
+    def _max_cost_changed(self, change: Any) -> None:
+        if self._session is not None:
+            self._session.budget.limit = cost_cap(self.max_cost)
 
     @observe("base_url", "max_retries", "first_byte_timeout", "chunk_timeout")
     def _client_settings_changed(self, change: Any) -> None:
@@ -337,23 +350,6 @@ class OfoxMagics(Magics):
 # (the help formatter adds one ``%`` to the program name).
 OfoxMagics.ofox_cell.parser.prog = "%ofox"
 OfoxMagics.ofox_cell.__doc__ = OfoxMagics.ofox_cell.parser.format_help()
-
-
-def _restored_notice(identity: Identity, session: NotebookSession) -> str | None:
-    """One line on what %load_ext found: restored chats, or a copy's start."""
-    turns = sum(len(c) for c in session.chats.values())
-    if not turns:
-        return None
-    names = ", ".join(sorted(session.chats))
-    plural = "s" * (turns != 1)
-    where = identity.context.label
-    if identity.how == "copy":
-        return (
-            f"ofox: {where} is a copy of another notebook: it starts with its {turns} "
-            f"turn{plural} (chat {names}); from here on the two are separate"
-        )
-    moved = f", formerly {Path(identity.moved_from).name}" if identity.moved_from else ""
-    return f"ofox: restored {turns} turn{plural} of chat {names} for {where}{moved}"
 
 
 _LOADED: dict[int, OfoxMagics] = {}

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._budget import Budget
 from ._config import scrub
-from ._conversation import Conversation, Turn, strip_images
+from ._conversation import Conversation, Turn, estimate_tokens, strip_images
 from ._exceptions import ImageError, OfoxError, StreamError
 from ._history import StoreError, is_busy
 from ._markdown import protect_currency
@@ -211,6 +212,8 @@ class NotebookSession:
         self._last_failure: BaseException = sqlite3.OperationalError("database is locked")
         self._skipped_reported = 0
         self.chats: dict[str, Conversation] = {}
+        #: What this kernel session may spend and has spent (OfoxMagics.max_cost).
+        self.budget = Budget()
         if store is not None:
             store.owner = notebook
             try:
@@ -508,6 +511,10 @@ class NotebookSession:
                 )
             if not _asks_fallback(options.params.get("provider")):
                 self.check_retired(options.model)  # with a fallback, the gateway moves on
+            if self.budget.limit > 0:
+                prompt_tokens = sum(estimate_tokens(m) for m in messages)
+                max_tokens = options.params.get("max_tokens")
+                self.budget.check(self.model_info(options.model), prompt_tokens, max_tokens)
             if options.images:
                 self.check_vision(options.model)
             elif not self._takes_images(options.model):
@@ -690,6 +697,7 @@ class NotebookSession:
         reply = exchange.reply
         info = self.model_info(reply.model) if reply.usage else None
         exchange.cost = info.cost(reply.usage) if info else None
+        self.budget.spend(exchange.cost)
         usage = reply.usage
         if usage is not None:
             # Offline replies cost nothing: counted apart, never mixed with real spend.

@@ -69,6 +69,7 @@ from .._context import code_blocks
 from ._conversation import Conversation, text_of
 from ._document import code_document, prose_document
 from ._errors import invalid_request
+from ._sampling import SAMPLING_KEYS, sampled_text
 from ._schema import SchemaTooLarge, instance
 from ._tools import select_calls
 
@@ -142,7 +143,7 @@ def _header(model: str, turn: int) -> str:
     return f"*Offline emulator · `{model}` · turn {turn}*"
 
 
-def _user_reply(conv: Conversation, model: str) -> str:
+def _user_reply(conv: Conversation, model: str, body: dict[str, Any]) -> str:
     parts = [_header(model, conv.turn)]
     if conv.prompt:
         quoted = "\n".join(f"> {line}" if line else ">" for line in conv.prompt.split("\n"))
@@ -158,6 +159,9 @@ def _user_reply(conv: Conversation, model: str) -> str:
         notes.append(f"Earlier in this conversation: {conv.earlier_images} {plural}.")
     if notes:
         parts.append("\n".join(notes))
+    if any(key in body for key in SAMPLING_KEYS):
+        # Asked with sampling parameters: a continuation drawn the way a real model draws.
+        parts.append(sampled_text(conv.prompt, body))
     if conv.markers.words:
         words = [_FILLER[i % len(_FILLER)] for i in range(conv.markers.words)]
         parts.append(" ".join(words) + ".")
@@ -274,7 +278,9 @@ def complete(
         text = _json_reply(conv, body)
         if text is None:
             text = (
-                _tool_reply(conv, model) if conv.last_role == "tool" else _user_reply(conv, model)
+                _tool_reply(conv, model)
+                if conv.last_role == "tool"
+                else _user_reply(conv, model, body)
             )
         content_pieces = split_pieces(_until_stop(text, body.get("stop")))
         limit = _token_limit(body)

@@ -1,0 +1,133 @@
+"""Teaching offline: the emulator's word model makes temperature, top_p, seed and the penalties
+behave as they do on a real model."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ofox_jupyter.emulator._sampling import sampled_text, word_model
+
+PROMPT = "Explain what a data frame is."
+
+
+def draws(temperature: float, seeds: range = range(12), **extra: float) -> list[str]:
+    return [
+        sampled_text(PROMPT, {"temperature": temperature, "seed": seed, **extra}, 40)
+        for seed in seeds
+    ]
+
+
+def test_temperature_zero_is_deterministic_and_higher_varies_more():
+    variety = {t: len(set(draws(t))) for t in (0, 0.3, 0.8, 1.5)}
+    assert variety[0] == 1  # the best word every time, whatever the seed
+    assert variety[0] < variety[0.3] <= variety[0.8] <= variety[1.5] == 12, variety
+    assert draws(1.5, range(3)) == draws(1.5, range(3))  # a seed repeats its draw
+
+
+def test_top_p_keeps_only_the_likeliest_words():
+    assert set(draws(1.5, top_p=1e-9)) == set(draws(0))  # only the best word survives
+    narrow = len(set(draws(1.5, top_p=0.5)))
+    assert narrow < len(set(draws(1.5))), "a smaller top_p should leave fewer ways to go"
+
+
+def repeats(texts: list[str]) -> int:
+    """Word pairs that come back within a text."""
+    total = 0
+    for text in texts:
+        words = text.lower().split()
+        pairs = list(zip(words, words[1:], strict=False))
+        total += len(pairs) - len(set(pairs))
+    return total
+
+
+def test_penalties_lower_repetition():
+    plain = repeats(draws(0.7, range(30)))
+    assert repeats(draws(0.7, range(30), frequency_penalty=2.0)) < plain
+    assert repeats(draws(0.7, range(30), presence_penalty=2.0)) < plain
+
+
+def test_the_model_is_built_from_the_shipped_text():
+    model = word_model()
+    assert len(model.unigrams) > 250 and ("a", "model") in model.trigrams
+
+
+# -- through the emulator and the magic
+
+
+def chat(emu, **body) -> dict:
+    from conftest import TEST_KEY
+
+    request = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}
+    response = httpx.post(
+        f"{emu.base_url}/chat/completions",
+        json={**request, **body},
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_emulator_samples_when_asked(emu):
+    plain = chat(emu)["choices"][0]["message"]["content"]
+    cold = [chat(emu, temperature=0, seed=s)["choices"][0]["message"]["content"] for s in (1, 2)]
+    hot = [chat(emu, temperature=1.5, seed=s)["choices"][0]["message"]["content"] for s in (1, 2)]
+    assert cold[0] == cold[1] and hot[0] != hot[1]
+    assert plain.startswith(cold[0].split("\n\n")[0])  # header and restated prompt stay
+    assert len(cold[0]) > len(plain)  # plus the sampled continuation
+    # Without a seed, the same request gets the same draw (lessons re-run the same way).
+    same = [chat(emu, temperature=1.2)["choices"][0]["message"]["content"] for _ in range(2)]
+    assert same[0] == same[1]
+    cut = chat(emu, temperature=1.0, seed=3, max_tokens=12)["choices"][0]
+    assert cut["finish_reason"] == "length"
+
+
+def test_compare_shows_temperature_offline(ip, emu, capsys):
+    line = 'compare "Explain what a data frame is." -t 0,1.5 --chat lesson'
+    ip.run_line_magic("ofox", line)
+    cold, hot = ip.user_ns["_ofox_compare"].values()
+    assert cold != hot  # a column per temperature, and they differ
+    ip.run_line_magic("ofox", line)  # run again: the same columns (the draw follows the request)
+    assert list(ip.user_ns["_ofox_compare"].values()) == [cold, hot]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_seed_from_the_magic_repeats_the_draw(ip, emu, seed):
+    ip.run_cell_magic("ofox", f"-t 1.3 --seed {seed} --no-history -o first", PROMPT)
+    ip.run_cell_magic("ofox", f"-t 1.3 --seed {seed} --no-history -o second", PROMPT)
+    assert ip.user_ns["first"] == ip.user_ns["second"]
+
+
+# -- a classroom budget
+
+
+def test_a_budget_refuses_what_could_exceed_it(ip, emu, capsys, monkeypatch):
+    from IPython.core.error import UsageError
+
+    ip.run_line_magic("config", "OfoxMagics.max_cost = 0.0005")
+    # gpt-4o-mini: $0.60 per million reply tokens; with no --max-tokens, 1,024 are assumed.
+    with pytest.raises(
+        UsageError, match=r"could cost up to \$0\.0006\d+, and the budget has \$0\.0005 of"
+    ):
+        ip.run_cell_magic("ofox", "--chat budget", "Hello")
+    ip.run_cell_magic("ofox", "--chat budget --max-tokens 100", "Hello")  # ≈ $0.00006: sent
+    budget = ip.magics_manager.registry["OfoxMagics"].session.budget
+    assert 0 < budget.spent < 0.0001 and budget.left == pytest.approx(0.0005 - budget.spent)
+    capsys.readouterr()
+    ip.run_line_magic("ofox", "usage")
+    assert "Budget of this kernel session: $0.0000" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="no price in the catalog"):
+        ip.run_cell_magic("ofox", "--chat budget -m someone/unpriced-model --max-tokens 5", "Hi")
+    assert len([r for r in emu.requests if r.path.endswith("/chat/completions")]) == 1
+    ip.run_line_magic("config", "OfoxMagics.max_cost = 0.0")
+    ip.run_cell_magic("ofox", "--chat budget", "Hello")  # no cap: sent
+
+
+def test_the_budget_can_come_from_the_environment(monkeypatch):
+    from ofox_jupyter._budget import cost_cap
+
+    monkeypatch.setenv("OFOX_MAX_COST", "0.5")
+    assert cost_cap(0) == 0.5 and cost_cap(2.0) == 2.0
+    for bad in ("nope", "-1", "inf", "nan"):
+        monkeypatch.setenv("OFOX_MAX_COST", bad)
+        assert cost_cap(0) == 0.0
