@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,6 +53,9 @@ from ._streaming import (
     reply_from_completion,
 )
 from ._version import __version__
+
+#: Set on a replayed response (``_recording.REPLAY_HEADER``, not imported: httpx-only here).
+REPLAY_HEADER = "x-ofox-replayed"
 
 if TYPE_CHECKING:
     from ._tool_loop import ToolRun
@@ -156,7 +160,9 @@ class _Core:
         timeout = response.request.extensions.get("timeout")
         if isinstance(timeout, dict):
             timeout["read"] = self.settings.timeouts.between_chunks
-        return StreamState(model, offline=self.settings.offline, secret=self.settings.api_key)
+        state = StreamState(model, offline=self.settings.offline, secret=self.settings.api_key)
+        state.accumulator.replayed = response.headers.get(REPLAY_HEADER)
+        return state
 
     def stream_failure(self, state: StreamState, exc: Exception) -> StreamError:
         if isinstance(exc, httpx.TimeoutException):
@@ -279,6 +285,12 @@ def _tool_loop(
     # takes both kinds.
     loop = tool_rounds(cast("list[Message]", start), options, registry, max_rounds)
     return loop, registry.definitions()
+
+
+def _injected(transport: Any) -> bool:
+    """A transport that stands in for the network (tests, a replay), not one that forwards to
+    it (a recording): only the former needs no server behind the URL."""
+    return transport is not None and not getattr(transport, "forwards_to_network", False)
 
 
 class ChatStream:
@@ -466,7 +478,7 @@ class Client:
         http_client: httpx.Client | None = None,
     ) -> None:
         settings = resolve_settings(api_key, base_url, timeout=timeout, max_retries=max_retries)
-        self._core = _Core(settings, has_transport=transport is not None or http_client is not None)
+        self._core = _Core(settings, has_transport=_injected(transport) or http_client is not None)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             transport=transport, timeout=self._core.http_timeout()
@@ -612,7 +624,7 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         settings = resolve_settings(api_key, base_url, timeout=timeout, max_retries=max_retries)
-        self._core = _Core(settings, has_transport=transport is not None or http_client is not None)
+        self._core = _Core(settings, has_transport=_injected(transport) or http_client is not None)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport, timeout=self._core.http_timeout()
@@ -766,7 +778,9 @@ def _parse_completion(response: httpx.Response, model: str, core: _Core) -> Repl
         raise core.status_error(httpx.Response(response.status_code, json=body))
     problem = None
     try:
-        return reply_from_completion(body, model, offline=core.settings.offline)
+        reply = reply_from_completion(body, model, offline=core.settings.offline)
+        replayed = response.headers.get(REPLAY_HEADER)
+        return replace(reply, replayed=replayed) if replayed else reply
     except MalformedChunk as err:
         problem = str(err)
     raise APIError(f"the API sent an unusable reply: {problem}", hint="try again, or another model")

@@ -19,6 +19,7 @@ from ._render import text_table
 from ._reports import usage_report
 from ._request import check_ranges
 from ._session import AskOptions, Exchange
+from ._tape_commands import TapeCommands
 
 if TYPE_CHECKING:
     from ._magics import OfoxMagics
@@ -40,11 +41,13 @@ SUBCOMMANDS = (
     "fix",
     "code",
     "tools",
+    "record",
+    "replay",
 )
 LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
 
 
-class LineCommands:
+class LineCommands(TapeCommands):
     """The subcommands of one :class:`OfoxMagics` (``_cmd_NAME`` runs ``%ofox NAME``)."""
 
     def __init__(self, magics: OfoxMagics) -> None:

@@ -38,12 +38,14 @@ from ._recent import RecentImages
 from ._reports import restored_notice
 from ._request import ROUTING_CHOICES
 from ._session import NotebookSession
+from ._tape_commands import tape_from_environment
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import AsyncClient, Client
     from ._identity import Identity
+    from ._recording import Tape
 
 __all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -102,6 +104,9 @@ class OfoxMagics(Magics):
         #: and ``first_text_at``/``first_shown_at`` timings (bench/display_updates.py reads them).
         self.last_live: LiveReply | None = None
         self.recent = RecentImages()
+        #: ``%ofox record`` / ``%ofox replay`` (or OFOX_REPLAY): how the clients reach the API.
+        self.tape: Tape | None
+        self.tape, self.tape_notice = tape_from_environment()
         super().__init__(shell=shell, **kwargs)
 
     # -- wiring
@@ -161,12 +166,14 @@ class OfoxMagics(Magics):
     def _make_client(self) -> Client:
         from ._client import Client
 
-        return Client(**self._client_settings())
+        transport = self.tape.transport(asynchronous=False) if self.tape else None
+        return Client(**self._client_settings(), transport=transport)
 
     def _make_async_client(self) -> AsyncClient:
         from ._client import AsyncClient
 
-        return AsyncClient(**self._client_settings())
+        transport = self.tape.transport(asynchronous=True) if self.tape else None
+        return AsyncClient(**self._client_settings(), transport=transport)
 
     @observe("max_cost")
     def _max_cost_changed(self, change: Any) -> None:
@@ -228,6 +235,8 @@ class OfoxMagics(Magics):
             lines.append(self.store_notice)
         if self.restored_notice:
             lines.append(self.restored_notice)
+        if self.tape_notice:
+            lines.append(self.tape_notice)
         if self.offline():
             lines.append(
                 "ofox: offline — no OFOX_API_KEY, so replies come from the built-in emulator "

@@ -102,7 +102,9 @@ def footer_parts(exchange: Exchange) -> tuple[list[str], list[str]]:
     if exchange.first_token_seconds is not None:
         facts.append(f"first token {exchange.first_token_seconds:.2f} s")
     facts.append(f"{exchange.total_seconds:.2f} s")
-    if reply.offline:
+    if reply.replayed:
+        facts.append(f"replayed from {reply.replayed}")
+    elif reply.offline:
         facts.append("offline emulator")
     warnings: list[str] = []
     if (

@@ -173,6 +173,8 @@ class Reply:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: What was odd but not fatal in the answer (a usage object that was not one, …).
     warnings: tuple[str, ...] = ()
+    #: The recording this reply was replayed from (``%ofox replay``), if it was.
+    replayed: str | None = None
     #: The other choices of a non-streamed reply asked for with ``n`` (see :attr:`choices`).
     other_choices: tuple[Reply, ...] = field(default=(), repr=False, compare=False)
 
@@ -233,6 +235,7 @@ class ChunkAccumulator:
     def __init__(self, requested_model: str, *, offline: bool = False) -> None:
         self.requested_model = requested_model
         self.offline = offline
+        self.replayed: str | None = None  # set by the client for a replayed response
         self.id: str | None = None
         self.model: str = ""
         self.finish_reason: str | None = None
@@ -371,6 +374,7 @@ class ChunkAccumulator:
             complete=complete,
             offline=self.offline,
             warnings=tuple(self.warnings),
+            replayed=self.replayed,
         )
 
 

@@ -461,3 +461,42 @@ def test_code_and_fixes_go_into_a_new_cell_below(kernel: Kernel) -> None:
     prompt = kernel.evaluate("_ofox.turn.user.text")
     assert "**ZeroDivisionError**: division by zero" in prompt
     assert "ipykernel" not in prompt and "interactiveshell" not in prompt  # the kernel's frames
+
+
+LESSON = [
+    "%%ofox --chat lesson\nWhat is a data frame?",
+    "%%ofox --chat lesson -t 1.2\nAnd at a higher temperature?",
+    "%%ofox --chat lesson --max-tokens 8\nShort, please.",
+]
+
+
+def lesson_replies(env: dict[str, str], first: str | None = None) -> list[str]:
+    """Run the lesson's cells in a new kernel; the text of each final reply."""
+    kernel = Kernel(env)
+    try:
+        kernel.execute("%load_ext ofox_jupyter").ok()
+        if first:
+            kernel.execute(first).ok()
+        replies = []
+        for cell in LESSON:
+            run = kernel.execute(cell).ok()
+            (final,) = [d for d in run.displays if d.msg_type == "display_data" and d.data]
+            replies.append(final.markdown.split("\n\n<sub>")[0])
+            replies.append(final.markdown.split("<sub>")[1])  # the footer too
+        return replies
+    finally:
+        kernel.shutdown()
+
+
+def test_a_recorded_lesson_replays_identically_in_fresh_kernels(tmp_path: Path) -> None:
+    tape = tmp_path / "lesson.ofox-recording.jsonl"
+    recorded = lesson_replies(kernel_env(tmp_path / "a"), f"%ofox record {tape}")
+    # Fresh kernels, fresh history, no emulator to fall back on: the recording alone answers.
+    env = kernel_env(tmp_path / "b") | {"OFOX_REPLAY": str(tape)}
+    replayed = lesson_replies(env)
+    again = lesson_replies(kernel_env(tmp_path / "c") | {"OFOX_REPLAY": str(tape)})
+    strip = re.compile(r"\d+\.\d\d s")  # timings
+    assert [strip.sub("T", r) for r in replayed] == [strip.sub("T", r) for r in again]
+    assert replayed[0::2] == recorded[0::2]  # the same replies, word for word
+    assert all(f"replayed from {tape.name}" in footer for footer in replayed[1::2])
+    assert len(replayed[4]) < len(replayed[0])  # --max-tokens 8 cut the third reply short

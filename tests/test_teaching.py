@@ -131,3 +131,40 @@ def test_the_budget_can_come_from_the_environment(monkeypatch):
     for bad in ("nope", "-1", "inf", "nan"):
         monkeypatch.setenv("OFOX_MAX_COST", bad)
         assert cost_cap(0) == 0.0
+
+
+# -- record once, replay anywhere
+
+
+def test_a_lesson_recorded_replays_without_the_network(ip, emu, tmp_path, capsys):
+    from conftest import TEST_KEY
+    from IPython.core.error import UsageError
+
+    tape = tmp_path / "lesson.jsonl"
+    ip.run_line_magic("ofox", f"record {tape}")
+    ip.run_cell_magic("ofox", "--chat lesson -o first", "Say hello.")
+    ip.run_cell_magic("ofox", "--chat lesson -t 1.2 -o second", "Now sample something.")
+    ip.run_line_magic("ofox", "record stop")
+    recorded = tape.read_text()
+    assert TEST_KEY not in recorded and recorded.count("\n") >= 2
+    first, second = ip.user_ns["first"], ip.user_ns["second"]
+
+    sent = len(emu.requests)
+    ip.run_line_magic("ofox", "reset --chat lesson")
+    ip.run_line_magic("ofox", f"replay {tape} --fast")
+    capsys.readouterr()
+    ip.run_cell_magic("ofox", "--chat lesson -o again", "Say hello.")
+    ip.run_cell_magic("ofox", "--chat lesson -t 1.2 -o again2", "Now sample something.")
+    assert (ip.user_ns["again"], ip.user_ns["again2"]) == (first, second)
+    assert f"replayed from {tape.name}" in capsys.readouterr().out
+    assert len(emu.requests) == sent  # nothing reached the emulator
+
+    with pytest.raises(UsageError, match="not in the recording lesson.jsonl"):
+        ip.run_cell_magic("ofox", "--chat lesson", "An edited cell.")
+    ip.run_line_magic("ofox", f"replay {tape} --fast --fallback-emulator")
+    ip.run_cell_magic("ofox", "--chat lesson2 -o fell", "An edited cell.")
+    # Answered by the built-in emulator (not this test's, which saw nothing).
+    assert "An edited cell." in ip.user_ns["fell"] and len(emu.requests) == sent
+    ip.run_line_magic("ofox", "replay stop")
+    with pytest.raises(UsageError, match="cannot read"):
+        ip.run_line_magic("ofox", f"replay {tmp_path / 'missing.jsonl'}")

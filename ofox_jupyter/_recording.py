@@ -1,0 +1,295 @@
+"""Record a lesson once, replay it anywhere: httpx transports for the client.
+
+:class:`RecordingTransport` sits in front of the real transport and appends every exchange with
+the API — the request body (no headers, so no credential), the response status, and the body as
+it arrived, piece by piece with its timing — to a JSON Lines file, one exchange per line, readable
+and diffable. :class:`ReplayTransport` answers from such a file: a request whose method, path and
+body match a recorded one gets that response, streamed at the recorded pace (or at once with
+``fast``); anything else gets one line saying it is not in the recording, or goes to a fallback
+transport (the emulator) when one is given. Matching is on the request's content, so re-running
+a lesson's cells in order matches, and an edited cell does not.
+
+Why not vcrpy (which supports httpx): it patches httpx globally, keeps a streamed body as one
+block (no pacing on replay), and stores headers unless each one is filtered; a transport of our
+own plugs into the client's ``transport=`` and records what a lesson needs, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ._config import scrub
+
+__all__ = ["REPLAY_HEADER", "RecordingTransport", "ReplayTransport", "Tape", "request_key"]
+
+#: Set on every replayed response (the footer says "replayed").
+REPLAY_HEADER = "x-ofox-replayed"
+#: Response headers worth keeping: what the client reads besides the body.
+_KEPT_HEADERS = ("content-type", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests")
+
+
+def _body(request: httpx.Request) -> Any:
+    content = request.content
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", "replace")
+
+
+def request_key(method: str, path: str, body: Any) -> str:
+    """What a recorded exchange is found by: method, path (after the base URL's ``/v1``) and the
+    body, canonically serialised."""
+    text = json.dumps([method, path, body], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+def _path(request: httpx.Request) -> str:
+    """The API path (``/chat/completions``), whatever base URL the client used."""
+    path = request.url.path
+    index = path.find("/v1/")
+    return path[index + 3 :] if index >= 0 else path
+
+
+class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Forwards to ``inner`` and appends each exchange to ``path`` (see the module docstring)."""
+
+    #: The client still needs a real server behind its URL (the emulator, offline).
+    forwards_to_network = True
+
+    def __init__(self, inner: Any, path: Path) -> None:
+        self.inner = inner
+        self.path = path
+        self.recorded = 0
+        self._lock = threading.Lock()
+
+    def _entry(self, request: httpx.Request, response: httpx.Response) -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "path": _path(request),
+            "request": _body(request),
+            "status": response.status_code,
+            "headers": {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers},
+            "chunks": [],
+        }
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        # No secret may reach the file, even one a server echoed back in an error body.
+        line = scrub(json.dumps(entry, ensure_ascii=False))
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as file:
+                file.write(line + "\n")
+            self.recorded += 1
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        entry = self._entry(request, response)
+        started = time.monotonic()
+
+        def pieces() -> Iterator[bytes]:
+            try:
+                for piece in response.stream:
+                    entry["chunks"].append([round(time.monotonic() - started, 4), _text(piece)])
+                    yield piece
+            finally:
+                self._write(entry)
+
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_SyncPieces(pieces(), response),
+            extensions=response.extensions,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        entry = self._entry(request, response)
+        started = time.monotonic()
+
+        async def pieces() -> AsyncIterator[bytes]:
+            try:
+                async for piece in response.stream:
+                    entry["chunks"].append([round(time.monotonic() - started, 4), _text(piece)])
+                    yield piece
+            finally:
+                self._write(entry)
+
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_AsyncPieces(pieces(), response),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _text(piece: bytes) -> str:
+    return piece.decode("utf-8", "surrogateescape")
+
+
+class _SyncPieces(httpx.SyncByteStream):
+    def __init__(self, pieces: Iterator[bytes], response: httpx.Response) -> None:
+        self._pieces, self._response = pieces, response
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._pieces
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class _AsyncPieces(httpx.AsyncByteStream):
+    def __init__(self, pieces: AsyncIterator[bytes], response: httpx.Response) -> None:
+        self._pieces, self._response = pieces, response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self._pieces:
+            yield piece
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Answers from a recording (see the module docstring)."""
+
+    def __init__(self, path: Path, *, fast: bool = False, fallback: Any = None) -> None:
+        self.path = path
+        self.fast = fast
+        self.fallback = fallback
+        self.replayed = 0
+        self._entries: dict[str, list[dict[str, Any]]] = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                key = request_key(entry["method"], entry["path"], entry["request"])
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path.name}, line {number}: not a recorded exchange") from None
+            self._entries.setdefault(key, []).append(entry)
+        self._used: dict[str, int] = {}
+
+    def _find(self, request: httpx.Request) -> dict[str, Any] | None:
+        key = request_key(request.method, _path(request), _body(request))
+        entries = self._entries.get(key)
+        if not entries:
+            return None
+        # The same request twice (a cell run twice) is answered in the recorded order, the
+        # last answer again once they are used up.
+        index = self._used.get(key, 0)
+        self._used[key] = index + 1
+        return entries[min(index, len(entries) - 1)]
+
+    def _missing(self, request: httpx.Request) -> httpx.Response:
+        message = (
+            f"this request is not in the recording {self.path.name} (was the cell edited?): "
+            "record the lesson again, or replay with --fallback-emulator"
+        )
+        body = {"error": {"message": message, "type": "not_recorded", "code": "not_recorded"}}
+        return httpx.Response(404, json=body, headers={REPLAY_HEADER: "missing"})
+
+    def _response(self, entry: dict[str, Any], stream: Any) -> httpx.Response:
+        headers = {**entry.get("headers", {}), REPLAY_HEADER: self.path.name}
+        self.replayed += 1
+        return httpx.Response(entry["status"], headers=headers, stream=stream)
+
+    def _pieces(self, entry: dict[str, Any]) -> list[tuple[float, bytes]]:
+        return [
+            (float(at), text.encode("utf-8", "surrogateescape")) for at, text in entry["chunks"]
+        ]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        entry = self._find(request)
+        if entry is None:
+            if self.fallback is not None:
+                return self.fallback.handle_request(request)  # type: ignore[no-any-return]
+            return self._missing(request)
+        pieces, fast = self._pieces(entry), self.fast
+
+        class Paced(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                started = time.monotonic()
+                for at, piece in pieces:
+                    if not fast:
+                        time.sleep(max(0.0, at - (time.monotonic() - started)))
+                    yield piece
+
+        return self._response(entry, Paced())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import asyncio
+
+        entry = self._find(request)
+        if entry is None:
+            if self.fallback is not None:
+                return await self.fallback.handle_async_request(request)  # type: ignore[no-any-return]
+            return self._missing(request)
+        pieces, fast = self._pieces(entry), self.fast
+
+        class Paced(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                started = time.monotonic()
+                for at, piece in pieces:
+                    if not fast:
+                        await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
+                    yield piece
+
+        return self._response(entry, Paced())
+
+
+class Tape:
+    """What ``%ofox record`` / ``%ofox replay`` set up for the kernel's clients."""
+
+    def __init__(
+        self, mode: str, path: Path, *, fast: bool = False, fallback_emulator: bool = False
+    ) -> None:
+        self.mode = mode  # "record" or "replay"
+        self.path = path
+        self.fast = fast
+        self.fallback_emulator = fallback_emulator
+        if mode == "replay":
+            ReplayTransport(path)  # read now: a bad file is one line at once, not at the next cell
+
+    def transport(self, *, asynchronous: bool) -> Any:
+        """A transport for a new client (sync or async)."""
+        if self.mode == "record":
+            inner = httpx.AsyncHTTPTransport() if asynchronous else httpx.HTTPTransport()
+            return RecordingTransport(inner, self.path)
+        fallback = _EmulatorFallback(asynchronous) if self.fallback_emulator else None
+        return ReplayTransport(self.path, fast=self.fast, fallback=fallback)
+
+
+class _EmulatorFallback:
+    """Sends what a replay does not hold to the built-in emulator (``--fallback-emulator``)."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        self._http: Any = httpx.AsyncHTTPTransport() if asynchronous else httpx.HTTPTransport()
+
+    def _to_emulator(self, request: httpx.Request) -> httpx.Request:
+        from .emulator import shared_emulator
+
+        url = shared_emulator().base_url + _path(request)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        return httpx.Request(request.method, url, headers=headers, content=request.content)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._http.handle_request(self._to_emulator(request))  # type: ignore[no-any-return]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._http.handle_async_request(self._to_emulator(request))  # type: ignore[no-any-return]
