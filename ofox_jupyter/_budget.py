@@ -29,9 +29,13 @@ class BudgetError(OfoxError):
 
 
 def format_usd(amount: float) -> str:
-    if amount >= 0.01 or amount == 0:
-        return f"${amount:.2f}"
-    return f"${amount:.6f}".rstrip("0")
+    """Dollars with three significant digits below $1 (``$0.0103``, ``$0.000615``)."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    if amount <= 0:
+        return "$0"
+    decimals = max(2, 2 - math.floor(math.log10(amount)))
+    return "$" + f"{amount:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 @dataclass

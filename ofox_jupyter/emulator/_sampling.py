@@ -55,10 +55,23 @@ class WordModel:
         for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False):
             self.trigrams.setdefault((a, b), Counter())[c] += 1
 
+        self._ranked: dict[tuple[str | None, str], list[tuple[float, str]]] = {}
+
     def candidates(self, before: str | None, last: str) -> Counter[str]:
         if before is not None and (before, last) in self.trigrams:
             return self.trigrams[(before, last)]
         return self.bigrams.get(last) or self.unigrams
+
+    def ranked(self, before: str | None, last: str) -> list[tuple[float, str]]:
+        """The candidates after ``before last``: (log count, word), best first, ties by the
+        word (computed once per context)."""
+        key = (before, last)
+        ranked = self._ranked.get(key)
+        if ranked is None:
+            counts = self.candidates(before, last)
+            ranked = sorted(((math.log(n), w) for w, n in counts.items()), key=_best_first)
+            self._ranked[key] = ranked
+        return ranked
 
     def generate(
         self,
@@ -77,26 +90,31 @@ class WordModel:
         out: list[str] = []
         used: Counter[str] = Counter()
         while len(out) < words or (out[-1] not in _END and len(out) < words + 20):
-            counts = self.candidates(before, last)
-            scored = sorted(
-                (
-                    math.log(n) - frequency_penalty * used[w] - presence_penalty * (w in used),
-                    w,
+            scored = self.ranked(before, last)
+            if (frequency_penalty or presence_penalty) and used:
+                scored = sorted(
+                    (
+                        (s - frequency_penalty * used[w] - presence_penalty * (w in used), w)
+                        for s, w in scored
+                    ),
+                    key=_best_first,
                 )
-                for w, n in counts.items()
-            )
-            scored.sort(key=lambda pair: (-pair[0], pair[1]))  # best first, ties by the word
             word = _draw(scored, rng, temperature, top_p)
             out.append(word)
-            used[word] += 1
+            if frequency_penalty or presence_penalty:
+                used[word] += 1
             before, last = last, word
         return out
+
+
+def _best_first(pair: tuple[float, str]) -> tuple[float, str]:
+    return -pair[0], pair[1]
 
 
 def _draw(
     scored: list[tuple[float, str]], rng: random.Random, temperature: float, top_p: float
 ) -> str:
-    if temperature <= 0:
+    if temperature <= 0 or len(scored) == 1:
         return scored[0][1]
     best = scored[0][0]
     weights = [math.exp((score - best) / temperature) for score, _ in scored]
