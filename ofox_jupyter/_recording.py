@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -165,6 +166,27 @@ class _AsyncPieces(httpx.AsyncByteStream):
         await self._response.aclose()
 
 
+def _check(entry: Any) -> None:
+    """A recording is a file from outside: every field the replay reads has the right type."""
+    status, headers, chunks = entry["status"], entry.get("headers", {}), entry["chunks"]
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError("status")
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ValueError("headers")
+    if not isinstance(chunks, list) or not all(
+        isinstance(c, list)
+        and len(c) == 2
+        and isinstance(c[0], (int, float))
+        and not isinstance(c[0], bool)
+        and math.isfinite(c[0])
+        and isinstance(c[1], str)
+        for c in chunks
+    ):
+        raise ValueError("chunks")
+
+
 class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Answers from a recording (see the module docstring)."""
 
@@ -180,6 +202,7 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             try:
                 entry = json.loads(line)
                 key = request_key(entry["method"], entry["path"], entry["request"])
+                _check(entry)
             except (ValueError, KeyError, TypeError):
                 raise ValueError(f"{path.name}, line {number}: not a recorded exchange") from None
             self._entries.setdefault(key, []).append(entry)

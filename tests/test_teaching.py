@@ -3,12 +3,29 @@ behave as they do on a real model."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ofox_jupyter.emulator._sampling import sampled_text, word_model
 
 PROMPT = "Explain what a data frame is."
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["method", "path", "request", "status", "headers", "chunks", "x"]),
+            inner,
+            max_size=7,
+        )
+    ),
+    max_leaves=20,
+)
 
 
 def draws(temperature: float, seeds: range = range(12), **extra: float) -> list[str]:
@@ -168,3 +185,21 @@ def test_a_lesson_recorded_replays_without_the_network(ip, emu, tmp_path, capsys
     ip.run_line_magic("ofox", "replay stop")
     with pytest.raises(UsageError, match="cannot read"):
         ip.run_line_magic("ofox", f"replay {tmp_path / 'missing.jsonl'}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), st.builds(json.dumps, json_values)), max_size=5))
+def test_any_recording_file_is_read_or_refused_in_one_line(tmp_path_factory, lines):
+    from ofox_jupyter._recording import ReplayTransport
+
+    path = tmp_path_factory.mktemp("tape") / "lesson.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    try:
+        replay = ReplayTransport(path, fast=True)
+    except ValueError as err:
+        assert str(err).startswith("lesson.jsonl, line ") and "\n" not in str(err)
+        return
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions", json={"x": 1})
+    response = replay.handle_request(request)
+    response.read()  # a recorded answer, or the "not in the recording" one
+    assert 100 <= response.status_code <= 599
