@@ -12,7 +12,15 @@ import linecache
 import sys
 from typing import TYPE_CHECKING
 
-from ._context import CELL_BUDGET, bounded, code_blocks, code_for_cell, describe, error_report
+from ._context import (
+    CELL_BUDGET,
+    bounded,
+    code_blocks,
+    code_for_cell,
+    describe,
+    error_report,
+    users_error,
+)
 from ._exceptions import OfoxError
 
 if TYPE_CHECKING:
@@ -36,10 +44,12 @@ _NO_ERROR = OfoxError(
 )
 
 
-def last_error_report(shell: InteractiveShell) -> str:
-    """The last exception this kernel showed, described for a model (:func:`error_report`)."""
-    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-    if not isinstance(error, BaseException):
+def last_error_report(shell: InteractiveShell, remembered: BaseException | None = None) -> str:
+    """The last exception of the user's code, described for a model (:func:`error_report`):
+    the kernel's last one, unless that was a magic's one-line complaint (then ``remembered``)."""
+    latest = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    error = users_error(latest, remembered)
+    if error is None:
         raise _NO_ERROR
     tb = error.__traceback__ or getattr(sys, "last_traceback", None)
     numbers: dict[str, int] = getattr(shell.compile, "_filename_map", {})

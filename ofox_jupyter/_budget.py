@@ -44,10 +44,12 @@ class Budget:
 
     limit: float = 0.0
     spent: float = 0.0
+    #: The worst cases of the requests under way (comparison columns run at once).
+    reserved: float = 0.0
 
     @property
     def left(self) -> float:
-        return max(self.limit - self.spent, 0.0)
+        return max(self.limit - self.spent - self.reserved, 0.0)
 
     def estimate(self, info: ModelInfo | None, prompt_tokens: int, max_tokens: int | None) -> float:
         """The most the request could cost; :class:`BudgetError` when it cannot be priced."""
@@ -61,10 +63,11 @@ class Budget:
         reply = max_tokens if max_tokens else DEFAULT_REPLY_TOKENS
         return prompt_tokens * info.prompt_price + reply * info.completion_price
 
-    def check(self, info: ModelInfo | None, prompt_tokens: int, max_tokens: int | None) -> None:
-        """Refuse (:class:`BudgetError`) a request that could exceed what is left."""
+    def hold(self, info: ModelInfo | None, prompt_tokens: int, max_tokens: int | None) -> float:
+        """Refuse (:class:`BudgetError`) a request that could exceed what is left; otherwise
+        set its worst case aside until it is settled, and return it."""
         if self.limit <= 0:
-            return
+            return 0.0
         worst = self.estimate(info, prompt_tokens, max_tokens)
         if worst > self.left:
             raise BudgetError(
@@ -72,10 +75,16 @@ class Budget:
                 f"{format_usd(self.left)} of {format_usd(self.limit)} left",
                 hint="lower --max-tokens, start a new chat, or raise OfoxMagics.max_cost",
             )
+        self.reserved += worst
+        return worst
 
-    def spend(self, cost: float | None) -> None:
-        if cost is not None and cost > 0:
-            self.spent += cost
+    def settle(self, held: float, cost: float | None) -> None:
+        """The request held ``held`` is over: it cost ``cost`` (None: unknown, so the worst
+        case is counted; a failed request that cost nothing passes 0)."""
+        self.reserved = max(self.reserved - held, 0.0)
+        spent = held if cost is None else cost
+        if spent > 0:
+            self.spent += spent
 
 
 def cost_cap(configured: float) -> float:

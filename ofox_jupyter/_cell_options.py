@@ -38,6 +38,11 @@ def ask_options(
         raise fail("--chat needs a name")
     ns = magics.shell.user_ns if magics.shell is not None else {}
     try:
+        if args.vars or args.context is not None:
+            # The client holds the key as a live secret from here on, so that what a value
+            # brings in is scrubbed before it is cut to its budget (a cut key would keep its
+            # first characters).
+            magics.session.client  # noqa: B018
         if args.vars:
             from ._assist import raw_inputs
 
@@ -172,7 +177,7 @@ def _last_error(magics: OfoxMagics) -> str:
 
     if magics.shell is None:
         raise OfoxError("{Err} needs IPython")
-    return last_error_report(magics.shell)
+    return last_error_report(magics.shell, magics.last_error)
 
 
 def fail(error: OfoxError | str) -> UsageError:

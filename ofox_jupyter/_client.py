@@ -573,6 +573,8 @@ class Client:
                 request = loop.send((reply, "complete"))
             except StopIteration as done:
                 run: ToolRun = done.value
+                if run.status == "interrupted":
+                    raise KeyboardInterrupt from None  # Ctrl-C in a tool stops the caller too
                 return run
 
     chat.__doc__ = (chat.__doc__ or "") + _CHAT_DOC
@@ -714,6 +716,8 @@ class AsyncClient:
                 request = loop.send((reply, "complete"))
             except StopIteration as done:
                 run: ToolRun = done.value
+                if run.status == "interrupted":
+                    raise KeyboardInterrupt from None  # Ctrl-C in a tool stops the caller too
                 return run
 
     chat.__doc__ = (chat.__doc__ or "") + _CHAT_DOC

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from ._config import scrub
+
 __all__ = [
     "CodeBlock",
     "bounded",
@@ -29,6 +31,7 @@ __all__ = [
     "describe",
     "error_report",
     "is_library_file",
+    "users_error",
 ]
 
 # A fenced block at the top level of the reply (not inside a quote or a list): its opening fence,
@@ -116,7 +119,9 @@ def _short_path(filename: str, roots: tuple[str, ...]) -> str:
 
 
 def bounded(text: str, limit: int) -> str:
-    """``text`` cut at ``limit`` characters, with a note saying how much more there was."""
+    """``text`` cut at ``limit`` characters, with a note saying how much more there was. Any
+    live secret is taken out first: cut later, a key could keep its first characters."""
+    text = scrub(text)
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… (truncated, {len(text) - limit:,} more characters)"
@@ -172,7 +177,11 @@ def error_report(
     name = type(error).__qualname__
     if type(error).__module__ not in ("builtins", "__main__"):
         name = f"{type(error).__module__}.{name}"
-    message = bounded(str(error), MESSAGE_BUDGET)
+    try:
+        text = str(error)
+    except Exception as err:  # noqa: BLE001 - the user's exception class: any failure is theirs
+        text = f"(its message could not be read: {type(err).__name__})"
+    message = bounded(text, MESSAGE_BUDGET)
     parts = [f"**{name}**: {message}" if message else f"**{name}**"]
     if kept:
         listing = "\n".join(kept)
@@ -213,7 +222,7 @@ def describe(value: object, budget: int = VALUE_BUDGET) -> str:
 
 
 def _cell(value: object) -> str:
-    text = " ".join(str(value).split()).replace("|", "\\|")
+    text = " ".join(scrub(str(value)).split()).replace("|", "\\|")
     return text if len(text) <= PREVIEW_CELL else text[: PREVIEW_CELL - 1] + "…"
 
 
@@ -256,3 +265,13 @@ def _series(series: Any) -> str:
     if len(series) > PREVIEW_ROWS:
         parts.append(f"(first {PREVIEW_ROWS} of {len(series):,} rows shown)")
     return "\n".join(parts)
+
+
+def users_error(error: object, remembered: BaseException | None) -> BaseException | None:
+    """The error to explain: ``error`` (the kernel's last one) unless it is a magic's own
+    one-line complaint (IPython's ``UsageError``), then the one remembered before it."""
+    if not isinstance(error, BaseException):
+        return remembered
+    if type(error).__name__ == "UsageError" and type(error).__module__.startswith("IPython"):
+        return remembered
+    return error

@@ -272,7 +272,8 @@ class LineCommands(TapeCommands):
         )
         if self.magics.shell is None:
             raise fail(f"%ofox {command} needs IPython")
-        report = last_error_report(self.magics.shell)
+        self.magics.session.client  # noqa: B018 - the key is a live secret: scrubbed before cuts
+        report = last_error_report(self.magics.shell, self.magics.last_error)
         compose = fix_prompt if command == "fix" else explain_prompt
         prompt = compose(report, " ".join(question))
         line = []

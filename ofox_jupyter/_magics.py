@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from ._config import (
     Timeouts,
     resolve_settings,
 )
+from ._context import users_error
 from ._display import LiveReply
 from ._exceptions import OfoxError
 from ._history import HistoryStore, StoreError, default_history_path
@@ -78,14 +80,11 @@ class OfoxMagics(Magics):
         5, help="Most rounds of tool calls in one exchange before the model must answer."
     ).tag(config=True)
     max_cost = Float(
-        0.0,
-        help="Most this kernel session may spend, in USD (list prices, offline too); 0: no cap. "
-        "Default: OFOX_MAX_COST.",
+        0.0, help="Most this kernel session may spend, in USD; 0: OFOX_MAX_COST, or no cap."
     ).tag(config=True)
     history_path = Unicode(
         "", help="SQLite file of the chats; empty means OFOX_HISTORY_PATH or the Jupyter data dir."
     ).tag(config=True)
-
     history_key = Unicode(
         "",
         help="File this kernel's chats under this key instead of the notebook it runs (or, in "
@@ -104,6 +103,7 @@ class OfoxMagics(Magics):
         #: and ``first_text_at``/``first_shown_at`` timings (bench/display_updates.py reads them).
         self.last_live: LiveReply | None = None
         self.recent = RecentImages()
+        self.last_error: BaseException | None = None
         #: ``%ofox record`` / ``%ofox replay`` (or OFOX_REPLAY): how the clients reach the API.
         self.tape: Tape | None
         self.tape, self.tape_notice = tape_from_environment()
@@ -215,8 +215,10 @@ class OfoxMagics(Magics):
             self._session.max_context_tokens = change["new"]
 
     def pre_run_cell(self, info: Any) -> None:
-        """Remember the frontend's cell id, so a re-run cell replaces its own turn."""
+        """Remember the frontend's cell id (a re-run cell replaces its own turn), and the last
+        error of the user's code (%ofox explain must not explain our own one-line errors)."""
         self._cell_id = getattr(info, "cell_id", None)
+        self.last_error = users_error(getattr(sys, "last_value", None), self.last_error)
 
     def offline(self) -> bool:
         key = self._login.reveal() if self._login else None

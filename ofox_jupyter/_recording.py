@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +28,15 @@ import httpx
 
 from ._config import scrub
 
-__all__ = ["REPLAY_HEADER", "RecordingTransport", "ReplayTransport", "Tape", "request_key"]
+__all__ = [
+    "REPLAY_HEADER",
+    "Recording",
+    "RecordingFile",
+    "RecordingTransport",
+    "ReplayTransport",
+    "Tape",
+    "request_key",
+]
 
 #: Set on every replayed response (the footer says "replayed").
 REPLAY_HEADER = "x-ofox-replayed"
@@ -61,17 +68,40 @@ def _path(request: httpx.Request) -> str:
     return path[index + 3 :] if index >= 0 else path
 
 
+class RecordingFile:
+    """The file a recording goes to, shared by the sync and async transports of a kernel."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.recorded = 0
+        self.failed = 0
+        self.failure: str | None = None
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        # No secret may reach the file, even one a server echoed back in an error body. ASCII
+        # escapes keep a piece cut inside a character (a lone surrogate here) writable.
+        line = scrub(json.dumps(entry, ensure_ascii=True))
+        with self._lock:
+            try:
+                with self.path.open("a", encoding="utf-8") as file:
+                    file.write(line + "\n")
+            except OSError as err:  # the reply goes on; %ofox record stop says what was lost
+                self.failed += 1
+                self.failure = err.strerror or str(err)
+                return
+            self.recorded += 1
+
+
 class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Forwards to ``inner`` and appends each exchange to ``path`` (see the module docstring)."""
 
     #: The client still needs a real server behind its URL (the emulator, offline).
     forwards_to_network = True
 
-    def __init__(self, inner: Any, path: Path) -> None:
+    def __init__(self, inner: Any, writer: RecordingFile | Path) -> None:
         self.inner = inner
-        self.path = path
-        self.recorded = 0
-        self._lock = threading.Lock()
+        self.writer = writer if isinstance(writer, RecordingFile) else RecordingFile(writer)
 
     def _entry(self, request: httpx.Request, response: httpx.Response) -> dict[str, Any]:
         return {
@@ -84,13 +114,7 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         }
 
     def _write(self, entry: dict[str, Any]) -> None:
-        # No secret may reach the file, even one a server echoed back in an error body.
-        line = scrub(json.dumps(entry, ensure_ascii=False))
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as file:
-                file.write(line + "\n")
-            self.recorded += 1
+        self.writer.write(entry)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
@@ -166,35 +190,41 @@ class _AsyncPieces(httpx.AsyncByteStream):
         await self._response.aclose()
 
 
+#: The longest pause a replay keeps between two pieces, in seconds (a recording is untrusted).
+_MAX_PAUSE = 60.0
+
+
 def _check(entry: Any) -> None:
-    """A recording is a file from outside: every field the replay reads has the right type."""
+    """A recording is a file from outside: every field the replay reads has the right type, and
+    what it would do with them (send headers, encode pieces, wait) cannot fail or hang."""
     status, headers, chunks = entry["status"], entry.get("headers", {}), entry["chunks"]
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         raise ValueError("status")
     if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        k in _KEPT_HEADERS and isinstance(v, str) and v.isascii() and v.isprintable()
+        for k, v in headers.items()
     ):
         raise ValueError("headers")
-    if not isinstance(chunks, list) or not all(
-        isinstance(c, list)
-        and len(c) == 2
-        and isinstance(c[0], (int, float))
-        and not isinstance(c[0], bool)
-        and math.isfinite(c[0])
-        and isinstance(c[1], str)
-        for c in chunks
-    ):
+    if not isinstance(chunks, list):
         raise ValueError("chunks")
+    previous = 0.0
+    for chunk in chunks:
+        if not (isinstance(chunk, list) and len(chunk) == 2 and isinstance(chunk[1], str)):
+            raise ValueError("chunks")
+        at = chunk[0]
+        if isinstance(at, bool) or not isinstance(at, (int, float)):
+            raise ValueError("chunk time")
+        if not previous <= at <= previous + _MAX_PAUSE:  # also refuses NaN and infinities
+            raise ValueError("chunk time")
+        previous = float(at)
+        chunk[1].encode("utf-8", "surrogateescape")  # UnicodeEncodeError is a ValueError
 
 
-class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """Answers from a recording (see the module docstring)."""
+class Recording:
+    """A recording read once (and checked), shared by the transports that replay it."""
 
-    def __init__(self, path: Path, *, fast: bool = False, fallback: Any = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.fast = fast
-        self.fallback = fallback
-        self.replayed = 0
         self._entries: dict[str, list[dict[str, Any]]] = {}
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -207,17 +237,35 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 raise ValueError(f"{path.name}, line {number}: not a recorded exchange") from None
             self._entries.setdefault(key, []).append(entry)
         self._used: dict[str, int] = {}
+        self._lock = threading.Lock()
 
-    def _find(self, request: httpx.Request) -> dict[str, Any] | None:
+    def find(self, request: httpx.Request) -> dict[str, Any] | None:
         key = request_key(request.method, _path(request), _body(request))
         entries = self._entries.get(key)
         if not entries:
             return None
         # The same request twice (a cell run twice) is answered in the recorded order, the
         # last answer again once they are used up.
-        index = self._used.get(key, 0)
-        self._used[key] = index + 1
+        with self._lock:
+            index = self._used.get(key, 0)
+            self._used[key] = index + 1
         return entries[min(index, len(entries) - 1)]
+
+
+class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Answers from a recording (see the module docstring)."""
+
+    def __init__(
+        self, recording: Recording | Path, *, fast: bool = False, fallback: Any = None
+    ) -> None:
+        self.recording = recording if isinstance(recording, Recording) else Recording(recording)
+        self.path = self.recording.path
+        self.fast = fast
+        self.fallback = fallback
+        self.replayed = 0
+
+    def _find(self, request: httpx.Request) -> dict[str, Any] | None:
+        return self.recording.find(request)
 
     def _missing(self, request: httpx.Request) -> httpx.Response:
         message = (
@@ -286,16 +334,21 @@ class Tape:
         self.path = path
         self.fast = fast
         self.fallback_emulator = fallback_emulator
-        if mode == "replay":
-            ReplayTransport(path)  # read now: a bad file is one line at once, not at the next cell
+        # Read (or opened) now, once: a bad file is one line at once, not at the next cell.
+        self.recording = Recording(path) if mode == "replay" else None
+        self.file = RecordingFile(path) if mode == "record" else None
+        if self.file is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.open("a", encoding="utf-8").close()
 
     def transport(self, *, asynchronous: bool) -> Any:
         """A transport for a new client (sync or async)."""
-        if self.mode == "record":
+        if self.file is not None:
             inner = httpx.AsyncHTTPTransport() if asynchronous else httpx.HTTPTransport()
-            return RecordingTransport(inner, self.path)
+            return RecordingTransport(inner, self.file)
+        assert self.recording is not None
         fallback = _EmulatorFallback(asynchronous) if self.fallback_emulator else None
-        return ReplayTransport(self.path, fast=self.fast, fallback=fallback)
+        return ReplayTransport(self.recording, fast=self.fast, fallback=fallback)
 
 
 class _EmulatorFallback:
@@ -308,7 +361,10 @@ class _EmulatorFallback:
         from .emulator import shared_emulator
 
         url = shared_emulator().base_url + _path(request)
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        # Not the key (the emulator needs none), nor the host of the URL the client used.
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "authorization")
+        }
         return httpx.Request(request.method, url, headers=headers, content=request.content)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

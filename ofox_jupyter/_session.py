@@ -443,18 +443,23 @@ class NotebookSession:
         self.client  # noqa: B018 - built now, its key is a live secret that scrub() knows
         prompt, options, redacted = _without_secrets(prompt, options)
         message, messages, system_prompt, omitted = self._prepare(prompt, options)
-        steps = self._steps(messages, options, listener)
-        request = next(steps)
-        while True:
-            outcome = self._request(*request, options, listener)
-            try:
-                request = steps.send(outcome)
-            except StopIteration as done:
-                exchange: Exchange = done.value
-                break
+        held = self._hold(options, messages)
+        try:
+            steps = self._steps(messages, options, listener)
+            request = next(steps)
+            while True:
+                outcome = self._request(*request, options, listener)
+                try:
+                    request = steps.send(outcome)
+                except StopIteration as done:
+                    exchange: Exchange = done.value
+                    break
+        except BaseException:
+            self.budget.settle(held, 0.0)  # failed or stopped: what it cost is not known here
+            raise
         exchange.omitted_turns, exchange.omitted_images = omitted
         exchange.key_redacted = redacted
-        self._finish(exchange, message, options, system_prompt)
+        self._finish(exchange, message, options, system_prompt, held)
         return exchange
 
     async def ask_async(
@@ -468,18 +473,23 @@ class NotebookSession:
             raise Interrupted(None) from None
         prompt, options, redacted = _without_secrets(prompt, options)
         message, messages, system_prompt, omitted = self._prepare(prompt, options)
-        steps = self._steps(messages, options, listener)
-        request = next(steps)
-        while True:
-            outcome = await self._arequest(*request, options, listener)
-            try:
-                request = steps.send(outcome)
-            except StopIteration as done:
-                exchange: Exchange = done.value
-                break
+        held = self._hold(options, messages)
+        try:
+            steps = self._steps(messages, options, listener)
+            request = next(steps)
+            while True:
+                outcome = await self._arequest(*request, options, listener)
+                try:
+                    request = steps.send(outcome)
+                except StopIteration as done:
+                    exchange: Exchange = done.value
+                    break
+        except BaseException:
+            self.budget.settle(held, 0.0)
+            raise
         exchange.omitted_turns, exchange.omitted_images = omitted
         exchange.key_redacted = redacted
-        self._finish(exchange, message, options, system_prompt)
+        self._finish(exchange, message, options, system_prompt, held)
         return exchange
 
     def _prepare(
@@ -511,10 +521,6 @@ class NotebookSession:
                 )
             if not _asks_fallback(options.params.get("provider")):
                 self.check_retired(options.model)  # with a fallback, the gateway moves on
-            if self.budget.limit > 0:
-                prompt_tokens = sum(estimate_tokens(m) for m in messages)
-                max_tokens = options.params.get("max_tokens")
-                self.budget.check(self.model_info(options.model), prompt_tokens, max_tokens)
             if options.images:
                 self.check_vision(options.model)
             elif not self._takes_images(options.model):
@@ -523,6 +529,14 @@ class NotebookSession:
         except KeyboardInterrupt:
             raise Interrupted(None) from None
         return message, messages, system, (omitted, omitted_images)
+
+    def _hold(self, options: AskOptions, messages: Sequence[Message]) -> float:
+        """The budget's check before sending (OfoxMagics.max_cost): the worst case, set aside."""
+        if self.budget.limit <= 0:
+            return 0.0
+        prompt_tokens = sum(estimate_tokens(m) for m in messages)
+        info = self.model_info(options.model)
+        return self.budget.hold(info, prompt_tokens, options.params.get("max_tokens"))
 
     def _takes_images(self, model: str) -> bool:
         info = self.model_info(model)
@@ -692,12 +706,18 @@ class NotebookSession:
             return err.partial, "partial", err, first, timer.seconds()
 
     def _finish(
-        self, exchange: Exchange, message: Message, options: AskOptions, system_prompt: str | None
+        self,
+        exchange: Exchange,
+        message: Message,
+        options: AskOptions,
+        system_prompt: str | None,
+        held: float = 0.0,
     ) -> None:
         reply = exchange.reply
-        info = self.model_info(reply.model) if reply.usage else None
-        exchange.cost = info.cost(reply.usage) if info else None
-        self.budget.spend(exchange.cost)
+        # The served model's prices, or the requested one's when the gateway names it otherwise.
+        info = self.model_info(reply.model) or self.model_info(reply.requested_model)
+        exchange.cost = info.cost(reply.usage) if info and reply.usage else None
+        self.budget.settle(held, exchange.cost)  # no usage reported: the worst case counts
         usage = reply.usage
         if usage is not None:
             # Offline replies cost nothing: counted apart, never mixed with real spend.

@@ -517,6 +517,8 @@ def reply_from_completion(
         "raw": body,
     }
     choices = choices or [{}]
+    if len(choices) > 1:  # in the order of their index, as the API numbers them
+        choices = sorted(choices, key=_choice_index)
     first = _choice_reply(choices[0], 0, common)
     others = []
     for index, choice in enumerate(choices[1:], 1):
@@ -525,6 +527,11 @@ def reply_from_completion(
         except MalformedChunk as err:
             warnings.append(f"choice {index + 1} left out: {err}")
     return replace(first, usage=usage, warnings=tuple(warnings), other_choices=tuple(others))
+
+
+def _choice_index(choice: Any) -> int:
+    index = choice.get("index") if isinstance(choice, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else 1 << 30
 
 
 def _choice_reply(choice: Any, index: int, common: Mapping[str, Any]) -> Reply:

@@ -37,13 +37,17 @@ class TapeCommands:
             return
         if len(rest) > 1:
             raise fail("usage: %ofox record [PATH | stop]")
+        self.magics.session  # noqa: B018 - the notebook's identity (its path) is known from here
         context = self.magics._identity.context if self.magics._identity else None
         here = Path(context.path) if context and context.path else Path.cwd() / "notebook"
         beside = here.parent if here.suffix == ".ipynb" else here
         stem = here.stem if here.suffix == ".ipynb" else "ofox"
         path = Path(rest[0]).expanduser() if rest else beside / f"{stem}.ofox-recording.jsonl"
-        self.magics.session  # noqa: B018 - the identity (and so the default path) is known now
-        self._tape(Tape("record", path))
+        try:
+            tape = Tape("record", path)
+        except OSError as err:
+            raise fail(f"%ofox record: cannot write {path}: {err.strerror or err}") from None
+        self._tape(tape)
         print(f"recording every exchange to {path} (no key in it); %ofox record stop ends it")
 
     def _cmd_replay(self, words: list[str]) -> None:
@@ -83,6 +87,13 @@ class TapeCommands:
         if tape is None or tape.mode != mode:
             raise fail(f"%ofox {mode} stop: nothing is being {mode}ed")
         self._tape(None)
+        written = tape.file
+        if written is not None and written.failed:
+            print(
+                f"record stopped ({tape.path}): {written.recorded} exchanges written, "
+                f"{written.failed} could not be ({written.failure})"
+            )
+            return
         print(f"{mode} stopped ({tape.path})")
 
 

@@ -33,7 +33,7 @@ def _history(namespace: Mapping[str, Any], which: str, number: int) -> Any:
             return table[number]
     elif which == "Out" and isinstance(table, dict):
         count = len(namespace.get("In") or ()) - 1  # this cell's number
-        key = number if number >= 0 else count + number
+        key = number if number >= 0 else count + 1 + number  # Out[-1] is this cell's, as In[-1]
         if key in table:
             return table[key]
     hint = "In[n] is the source of cell n; Out[n] its result, if it had one"

@@ -431,3 +431,65 @@ def test_any_value_is_described_within_its_budget(value, budget):
 
     text = describe(value, budget)
     assert len(text) <= budget + len(f"… (truncated, {10**9:,} more characters)")
+
+
+# -- found in review
+
+
+def test_explain_skips_our_own_one_line_errors(ip, no_error):
+    ip.run_cell("{}['missing']", store_history=True)
+    with pytest.raises(UsageError):
+        ip.run_cell_magic("ofox", "--vars", "{nobody}")  # a UsageError of ours
+    ip.run_cell("pass", store_history=True)  # the next cell: the KeyError is remembered
+    ip.run_line_magic("ofox", "explain")
+    assert "**KeyError**: 'missing'" in ip.user_ns["_ofox"].turn.user.text
+
+
+def test_out_counts_back_like_in(ip, emu):
+    ip.run_cell("6 * 7", store_history=True)
+    ip.run_cell("%%ofox --vars\n{In[-2]} gave {Out[-2]}", store_history=True)
+    assert sent_prompt(emu) == "6 * 7 gave 42"
+
+
+def test_a_key_is_taken_out_before_a_value_is_cut(ip, emu):
+    from conftest import TEST_KEY
+
+    from ofox_jupyter._context import VALUE_BUDGET
+
+    ip.user_ns["leaky"] = "x" * (VALUE_BUDGET - 10) + TEST_KEY
+    ip.run_cell_magic("ofox", "--vars --chat leak2", "{leaky}")
+    assert TEST_KEY[:8] not in json.dumps(chat_requests(emu)[-1])
+
+
+def test_an_exception_whose_message_fails_is_still_reported():
+    class Odd(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    report = error_report(Odd(), None, lambda f: None, lambda f: None)
+    assert report.startswith("**") and "could not be read: RuntimeError" in report
+
+
+def test_choices_come_in_the_order_of_their_index():
+    from ofox_jupyter._streaming import reply_from_completion
+
+    body = {
+        "choices": [
+            {"index": 1, "message": {"role": "assistant", "content": "second"}},
+            {"index": 0, "message": {"role": "assistant", "content": "first"}},
+        ]
+    }
+    assert [c.text for c in reply_from_completion(body, "m").choices] == ["first", "second"]
+
+
+def test_run_passes_ctrl_c_on(emu):
+    from conftest import TEST_KEY
+
+    from ofox_jupyter import Client
+
+    def stop(a: int) -> int:
+        raise KeyboardInterrupt
+
+    with Client(api_key=TEST_KEY, base_url=emu.base_url) as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.run('stop {"a": 1}', tools=[stop])

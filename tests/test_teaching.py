@@ -203,3 +203,33 @@ def test_any_recording_file_is_read_or_refused_in_one_line(tmp_path_factory, lin
     response = replay.handle_request(request)
     response.read()  # a recorded answer, or the "not in the recording" one
     assert 100 <= response.status_code <= 599
+
+
+def test_recordings_keep_any_text_and_refuse_what_cannot_be_replayed(tmp_path):
+    from ofox_jupyter._recording import Recording, RecordingFile
+
+    tape = tmp_path / "t.jsonl"
+    entry = {
+        "method": "POST",
+        "path": "/chat/completions",
+        "request": {"q": "日本"},
+        "status": 200,
+        "headers": {"content-type": "text/event-stream"},
+        "chunks": [[0.0, "data: \xe6\x97"], [0.01, "\udce6 half a character\n\n"]],
+    }
+    RecordingFile(tape).write(entry)  # a piece cut inside a character is still written
+    assert (
+        Recording(tape).find(
+            httpx.Request("POST", "http://x/v1/chat/completions", json={"q": "日本"})
+        )
+        == entry
+    )
+    for bad in (
+        {**entry, "headers": {"content-type": "tëxt"}},
+        {**entry, "chunks": [[1e308, "x"]]},
+        {**entry, "chunks": [[0.5, "x"], [0.1, "y"]]},
+        {**entry, "chunks": [[0.0, "\ud800"]]},
+    ):
+        tape.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(ValueError, match=r"^t\.jsonl, line 1: not a recorded exchange$"):
+            Recording(tape)
