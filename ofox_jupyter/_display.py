@@ -49,7 +49,7 @@ from ._render import (
     thumbnails_bundle,
 )
 from ._session import Exchange, RoundStart, SessionEvent
-from ._streaming import ReasoningDelta, TextDelta, ToolCallDelta
+from ._streaming import FinishEvent, ReasoningDelta, TextDelta, ToolCallDelta
 from ._tools import ToolResult
 
 if TYPE_CHECKING:
@@ -94,6 +94,12 @@ _GAP_BUDGET = 2.25
 _BUDGET_SLACK = 16_384
 #: While the model thinks, the collapsed thinking block holds only its latest characters.
 _LIVE_THINKING_CHARS = 2_000
+
+
+def _finish_seconds(size: int) -> float:
+    """About how long the history write and the final render take after a reply of ``size``
+    characters (a 600k reply: about a third of a second)."""
+    return 0.05 + size * 5e-7
 
 
 class UpdateThrottle:
@@ -396,6 +402,18 @@ class LiveReply:
                 self._on_result(event)
             elif isinstance(event, RoundStart):
                 self._round = event.number
+            elif isinstance(event, FinishEvent) and self.mode != "text":
+                self._on_finish()
+
+    def _on_finish(self) -> None:
+        """The stream is over; the history write and the final render come next, and take
+        longer the longer the reply. Text that would wait past its deadline meanwhile (the
+        ticker may not get the interpreter in time) goes out now; otherwise the final render
+        shows it, and no byte is spent on a last copy."""
+        now = self._clock()
+        deadline = self.throttle.deadline(self._size, self._in_code())
+        if deadline is not None and now + _finish_seconds(self._size) >= deadline:
+            self._show(now)
 
     def _on_reasoning(self, text: str) -> None:
         now = self._clock()

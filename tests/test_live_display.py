@@ -235,3 +235,23 @@ def test_code_is_updated_at_its_deadline_only(recorder):
     gaps = [b - a for a, b in zip(in_code, in_code[1:], strict=False)]
     assert len(gaps) > 5
     assert MAX_GAP_IN_CODE - 1.5 / rate <= min(gaps) and max(gaps) <= MAX_GAP_IN_CODE + 1e-9
+
+
+@pytest.mark.parametrize("size, flushed", [(1_000, False), (600_000, True)])
+def test_the_finish_shows_text_only_if_it_would_wait_too_long(recorder, size, flushed):
+    # After the stream come the history write and the final render, longer for a longer reply:
+    # text that would wait past its deadline meanwhile goes out at the finish; otherwise the
+    # final render shows it (no byte spent on a last copy).
+    from ofox_jupyter._streaming import FinishEvent
+
+    clock = Clock()
+    recorder.clock = clock
+    live = LiveReply("m", clock=clock, tick_seconds=0)
+    live.start()
+    live(TextDelta("x" * size + " "))  # the first text is shown at once
+    clock.now += 0.2
+    live(TextDelta("tail"))  # waiting: its deadline is MAX_GAP after the first update
+    before = len(recorder.messages)
+    clock.now += 0.01
+    live(FinishEvent("stop"))
+    assert (len(recorder.messages) > before) is flushed
