@@ -293,6 +293,13 @@ def _injected(transport: Any) -> bool:
     return transport is not None and not getattr(transport, "forwards_to_network", False)
 
 
+def _ran(run: ToolRun) -> ToolRun:
+    """The end of ``run()``'s loop: a Ctrl-C inside a tool stops the caller's code too."""
+    if run.status == "interrupted":
+        raise KeyboardInterrupt
+    return run
+
+
 class ChatStream:
     """A streamed reply. Iterate it for :data:`StreamEvent` values; ``reply`` waits for the end.
 
@@ -572,10 +579,7 @@ class Client:
             try:
                 request = loop.send((reply, "complete"))
             except StopIteration as done:
-                run: ToolRun = done.value
-                if run.status == "interrupted":
-                    raise KeyboardInterrupt from None  # Ctrl-C in a tool stops the caller too
-                return run
+                return _ran(done.value)
 
     chat.__doc__ = (chat.__doc__ or "") + _CHAT_DOC
     stream.__doc__ = (stream.__doc__ or "") + _CHAT_DOC
@@ -715,10 +719,7 @@ class AsyncClient:
             try:
                 request = loop.send((reply, "complete"))
             except StopIteration as done:
-                run: ToolRun = done.value
-                if run.status == "interrupted":
-                    raise KeyboardInterrupt from None  # Ctrl-C in a tool stops the caller too
-                return run
+                return _ran(done.value)
 
     chat.__doc__ = (chat.__doc__ or "") + _CHAT_DOC
     stream.__doc__ = (stream.__doc__ or "") + _CHAT_DOC

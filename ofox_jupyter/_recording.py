@@ -113,54 +113,63 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             "chunks": [],
         }
 
-    def _write(self, entry: dict[str, Any]) -> None:
-        self.writer.write(entry)
+    def _start(self, request: httpx.Request, response: httpx.Response) -> _Taking:
+        return _Taking(self._entry(request, response))
+
+    @staticmethod
+    def _passing(response: httpx.Response, stream: Any) -> httpx.Response:
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=stream,
+            extensions=response.extensions,
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        entry = self._entry(request, response)
-        started = time.monotonic()
+        taking = self._start(request, response)
 
         def pieces() -> Iterator[bytes]:
             try:
                 for piece in response.stream:
-                    entry["chunks"].append([round(time.monotonic() - started, 4), _text(piece)])
+                    taking.note(piece)
                     yield piece
             finally:
-                self._write(entry)
+                self.writer.write(taking.entry)
 
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_SyncPieces(pieces(), response),
-            extensions=response.extensions,
-        )
+        return self._passing(response, _SyncPieces(pieces(), response))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
-        entry = self._entry(request, response)
-        started = time.monotonic()
+        taking = self._start(request, response)
 
         async def pieces() -> AsyncIterator[bytes]:
             try:
                 async for piece in response.stream:
-                    entry["chunks"].append([round(time.monotonic() - started, 4), _text(piece)])
+                    taking.note(piece)
                     yield piece
             finally:
-                self._write(entry)
+                self.writer.write(taking.entry)
 
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_AsyncPieces(pieces(), response),
-            extensions=response.extensions,
-        )
+        return self._passing(response, _AsyncPieces(pieces(), response))
 
     def close(self) -> None:
         self.inner.close()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class _Taking:
+    """One exchange being recorded: its entry, and each body piece noted with its time."""
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+        self._started = time.monotonic()
+
+    def note(self, piece: bytes) -> None:
+        at = round(time.monotonic() - self._started, 4)
+        self.entry["chunks"].append([at, _text(piece)])
 
 
 def _text(piece: bytes) -> str:

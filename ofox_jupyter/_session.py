@@ -12,11 +12,12 @@ adds no turn; a stream that breaks or is interrupted keeps its partial text, mar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -443,8 +444,7 @@ class NotebookSession:
         self.client  # noqa: B018 - built now, its key is a live secret that scrub() knows
         prompt, options, redacted = _without_secrets(prompt, options)
         message, messages, system_prompt, omitted = self._prepare(prompt, options)
-        held = self._hold(options, messages)
-        try:
+        with self._holding(options, messages) as held:
             steps = self._steps(messages, options, listener)
             request = next(steps)
             while True:
@@ -454,9 +454,6 @@ class NotebookSession:
                 except StopIteration as done:
                     exchange: Exchange = done.value
                     break
-        except BaseException:
-            self.budget.settle(held, 0.0)  # failed or stopped: what it cost is not known here
-            raise
         exchange.omitted_turns, exchange.omitted_images = omitted
         exchange.key_redacted = redacted
         self._finish(exchange, message, options, system_prompt, held)
@@ -473,8 +470,7 @@ class NotebookSession:
             raise Interrupted(None) from None
         prompt, options, redacted = _without_secrets(prompt, options)
         message, messages, system_prompt, omitted = self._prepare(prompt, options)
-        held = self._hold(options, messages)
-        try:
+        with self._holding(options, messages) as held:
             steps = self._steps(messages, options, listener)
             request = next(steps)
             while True:
@@ -484,9 +480,6 @@ class NotebookSession:
                 except StopIteration as done:
                     exchange: Exchange = done.value
                     break
-        except BaseException:
-            self.budget.settle(held, 0.0)
-            raise
         exchange.omitted_turns, exchange.omitted_images = omitted
         exchange.key_redacted = redacted
         self._finish(exchange, message, options, system_prompt, held)
@@ -530,13 +523,20 @@ class NotebookSession:
             raise Interrupted(None) from None
         return message, messages, system, (omitted, omitted_images)
 
-    def _hold(self, options: AskOptions, messages: Sequence[Message]) -> float:
-        """The budget's check before sending (OfoxMagics.max_cost): the worst case, set aside."""
-        if self.budget.limit <= 0:
-            return 0.0
-        prompt_tokens = sum(estimate_tokens(m) for m in messages)
-        info = self.model_info(options.model)
-        return self.budget.hold(info, prompt_tokens, options.params.get("max_tokens"))
+    @contextlib.contextmanager
+    def _holding(self, options: AskOptions, messages: Sequence[Message]) -> Iterator[float]:
+        """The budget's check before sending (OfoxMagics.max_cost): the worst case, set aside
+        while the exchange runs (settled by :meth:`_finish`, or released if it fails)."""
+        held = 0.0
+        if self.budget.limit > 0:
+            prompt_tokens = sum(estimate_tokens(m) for m in messages)
+            info = self.model_info(options.model)
+            held = self.budget.hold(info, prompt_tokens, options.params.get("max_tokens"))
+        try:
+            yield held
+        except BaseException:
+            self.budget.settle(held, 0.0)  # failed or stopped: what it cost is not known here
+            raise
 
     def _takes_images(self, model: str) -> bool:
         info = self.model_info(model)

@@ -39,11 +39,12 @@ import ipywidgets as widgets
 import traitlets
 
 from ._compare import COMPARE_CHAT, grid_markdown, plain_columns
-from ._display import LiveReply, UpdateThrottle
+from ._display import LiveReply
 from ._exceptions import OfoxError
 from ._markdown import protect_currency, quoted
 from ._render import footer_parts, render_replies
 from ._session import AskOptions, Exchange, Interrupted
+from ._throttle import UpdateThrottle
 from ._transcript import chat_transcript, columns_transcript, wrap_transcript
 
 if TYPE_CHECKING:
