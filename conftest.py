@@ -20,7 +20,14 @@ import pytest
 
 #: Removed for the session: they would send the tests to a real server, reuse a chat key or slow
 #: the emulator down.
-_UNSET = ("OFOX_API_KEY", "OFOX_BASE_URL", "JPY_SESSION_NAME", "OFOX_EMULATOR_DELAY")
+_UNSET = (
+    "OFOX_API_KEY",
+    "OFOX_BASE_URL",
+    "JPY_SESSION_NAME",
+    "OFOX_EMULATOR_DELAY",
+    "OFOX_EMULATOR_RPM",
+    "OFOX_EMULATOR_LATENCY",
+)
 
 #: The values before the session, restored when it ends.
 _saved: dict[str, str | None] = {}

@@ -338,10 +338,11 @@ def _kernel_env(history: Path) -> tuple[dict[str, str], str]:
         raise DemoError(err.one_line()) from None
     if not settings.offline:
         return env, f"the API at {settings.base_url}"
-    from .emulator._server import DELAY_ENV, shared_delay
+    from .emulator._server import DELAY_ENV, shared_delay, shared_latency, shared_rpm
 
     try:
-        shared_delay()  # a bad OFOX_EMULATOR_DELAY is reported here, not by the first cell
+        # A bad OFOX_EMULATOR_DELAY, _RPM or _LATENCY is reported here, not by the first cell.
+        shared_delay(), shared_latency(), shared_rpm()
     except ValueError as err:
         raise DemoError(str(err), status=2) from None
     env.setdefault(DELAY_ENV, DEMO_DELAY)

@@ -3,7 +3,8 @@
 A real HTTP server on loopback (starlette served by uvicorn in a daemon thread) that speaks the
 OfoxAI/OpenAI wire protocol: ``GET /v1/models``, ``GET /v1/models/{id}`` and
 ``POST /v1/chat/completions`` streamed (SSE) or not, with a deterministic "model", OfoxAI error
-bodies, ``x-ratelimit-*`` headers and per-request fault injection.
+bodies, ``x-ratelimit-*`` headers (a rate limit enforced per key on request: ``rpm``), a model
+latency for benchmarks (``latency``) and per-request fault injection.
 
 Usage::
 

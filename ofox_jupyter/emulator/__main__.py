@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import time
@@ -37,6 +38,20 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_BODY_BYTES,
         help=f"largest request body accepted, larger gets 413 (default {DEFAULT_MAX_BODY_BYTES})",
     )
+    parser.add_argument(
+        "--rpm",
+        type=int,
+        default=None,
+        metavar="N",
+        help="enforce N chat requests per minute per API key, then 429 (default: announce 200)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds to wait before each chat answer, like time to first token (default 0)",
+    )
     return parser
 
 
@@ -51,12 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--delay must be >= 0")
     if args.max_body_bytes < 1:
         _parser().error("--max-body-bytes must be >= 1")
+    if args.rpm is not None and args.rpm < 1:
+        _parser().error("--rpm must be >= 1")
+    if not (math.isfinite(args.latency) and args.latency >= 0):
+        _parser().error("--latency must be a number of seconds >= 0")
     emulator = Emulator(
         host=args.host,
         port=args.port,
         api_key=args.api_key,
         delay=args.delay,
         max_body_bytes=args.max_body_bytes,
+        rpm=args.rpm,
+        latency=args.latency,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)

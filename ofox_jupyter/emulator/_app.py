@@ -2,16 +2,18 @@
 
 Routes: ``GET /v1/models`` and ``GET /v1/models/{id}`` (public), ``POST /v1/chat/completions``
 (Bearer auth when the emulator has a key).  Every response, errors included, carries
-``x-request-id`` and the ``x-ratelimit-*`` headers, and every error is an OfoxAI-shaped JSON body:
+``x-request-id`` and the ``x-ratelimit-*`` headers (``_ratelimit.py``: only chat requests count
+against an enforced ``rpm``), and every error is an OfoxAI-shaped JSON body:
 an exception nothing else expected is logged (``ofox_jupyter.emulator`` logger) and answered with
 a JSON 500 by :class:`_CatchAll`.
 
-The chat pipeline runs in this order: auth (401) → body size (413, ``_body.py``) → JSON, nesting
-and size of the JSON (400) → the request is recorded → validation → unknown model (404) → not a
-chat model (400) → image to a text-only model (400) → image decoding and markers → context length
-(400) → fault (header ``X-Ofox-Emulator-Fault``, else ``[emulator-fault: …]``, else the injected
-queue) → ``provider.fallback`` when the primary is retired or a 429/5xx fault hit it → answer.
-Nothing of a request that fails auth or the size limit is kept; the other routes record the
+The chat pipeline runs in this order: auth (401) → rate limit (429, only with ``rpm``) → body
+size (413, ``_body.py``) → JSON, nesting and size of the JSON (400) → the request is recorded →
+validation → unknown model (404) → not a chat model (400) → image to a text-only model (400) →
+image decoding and markers → context length (400) → fault (header ``X-Ofox-Emulator-Fault``,
+else ``[emulator-fault: …]``, else the injected queue) → ``provider.fallback`` when the primary is
+retired or a 429/5xx fault hit it → ``latency`` → answer.  Nothing of a request that fails auth,
+the rate limit or the size limit is kept (its body is not even read); the other routes record the
 request without reading its body.
 """
 
@@ -25,6 +27,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -62,13 +65,13 @@ def _json_response(status: int, body: Any, headers: dict[str, str]) -> Response:
     return Response(content, status, headers, media_type="application/json")
 
 
-def _status_fault(fault: FaultSpec) -> ApiError:
+def _status_fault(fault: FaultSpec, limit: int) -> ApiError:
     if fault.name == "401":
         return errors.invalid_api_key()
     if fault.name == "400":
         return errors.numeric_bad_request()
     if fault.name == "429":
-        return errors.rate_limited(fault.seconds)
+        return errors.rate_limited(fault.seconds, limit)
     if fault.name == "500":
         return errors.internal_error()
     if fault.name == "502":
@@ -76,10 +79,16 @@ def _status_fault(fault: FaultSpec) -> ApiError:
     return errors.service_unavailable()
 
 
-def _common_headers(state: EmulatorState) -> dict[str, str]:
-    """``x-request-id`` and the ``x-ratelimit-*`` headers (counting this request)."""
-    headers = {"x-request-id": f"req_emu_{state.next_id():08d}"}
-    headers.update(state.rate_limit_headers())
+def _request_id(state: EmulatorState) -> dict[str, str]:
+    return {"x-request-id": f"req_emu_{state.next_id():08d}"}
+
+
+def _common_headers(state: EmulatorState, authorization: str | None) -> dict[str, str]:
+    """``x-request-id`` and the ``x-ratelimit-*`` headers of a response other than a chat
+    verdict: without ``rpm`` this request is counted, as every request always was; with one, the
+    caller's window is only read, so that ``GET /models`` never uses up a chat budget."""
+    headers = _request_id(state)
+    headers.update(state.limiter.announce(authorization).headers())
     return headers
 
 
@@ -102,7 +111,7 @@ class _Handlers:
     def _begin(self, request: Request) -> dict[str, str]:
         """Record a request whose body is not needed (not read); the common headers."""
         self._record(request, None)
-        return _common_headers(self.state)
+        return _common_headers(self.state, request.headers.get("authorization"))
 
     async def list_models(self, request: Request) -> Response:
         headers = self._begin(request)
@@ -136,9 +145,9 @@ class _Handlers:
         return _json_response(error.status, error.body, headers)
 
     async def chat(self, request: Request) -> Response:
-        headers = _common_headers(self.state)
+        headers = _request_id(self.state)
         try:
-            self._check_auth(request)  # before anything of the request is read or kept
+            headers.update(self._admit(request))  # before anything of the request is read or kept
             raw = await read_body(request, self.state.max_body_bytes)
             try:
                 parsed = await parse_json(raw)
@@ -153,13 +162,28 @@ class _Handlers:
             gone = errors.invalid_request("The client disconnected before the body was complete")
             return _json_response(gone.status, gone.body, headers)
 
-    def _check_auth(self, request: Request) -> None:
+    def _admit(self, request: Request) -> dict[str, str]:
+        """Auth (401), then the rate limit (429); the ``x-ratelimit-*`` headers of this request.
+
+        The limit is checked after auth so that a wrong key never gets (or uses up) a window,
+        and before the body is read so that a refused request costs nothing and waits for no
+        ``latency``: a client hammering a full window gets its 429 at once.
+        """
+        sent = request.headers.get("authorization")
+        limiter = self.state.limiter
         key = self.state.api_key
-        if key is None:
-            return
-        sent = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(sent, f"Bearer {key}".encode()):
-            raise errors.invalid_api_key()
+        if key is not None and not hmac.compare_digest(
+            (sent or "").encode(), f"Bearer {key}".encode()
+        ):
+            error = errors.invalid_api_key()
+            error.headers = {**limiter.announce(sent).headers(), **error.headers}
+            raise error
+        admission = limiter.admit_chat(sent)
+        if not admission.admitted:
+            error = errors.rate_limited(admission.reset, admission.limit)
+            error.headers = {**admission.headers(), **error.headers}
+            raise error
+        return admission.headers()
 
     async def _chat(self, request: Request, parsed: Any, headers: dict[str, str]) -> Response:
         body = validate_chat(parsed)
@@ -188,6 +212,10 @@ class _Handlers:
             await asyncio.sleep(fault.seconds)
 
         served = self._serve(model, fault, conv, body)
+        if self.state.latency > 0:
+            # A real model's time to first token, for benchmarks of many requests: waited by a
+            # request that will be answered (not by one refused above), before any header goes out.
+            await asyncio.sleep(self.state.latency)
         completion = complete(conv, body, served, reasoning=served in REASONING_MODELS)
         completion_id = f"chatcmpl-emu{self.state.next_id():012d}"
         created = int(time.time())
@@ -233,7 +261,7 @@ class _Handlers:
         """The id of the model that answers; raise the primary's error if none can."""
         failure: ApiError | None = None
         if fault is not None and fault.is_status:
-            failure = _status_fault(fault)
+            failure = _status_fault(fault, self.state.limiter.limit)
         elif is_retired(model):
             failure = errors.model_retired(model["id"])
         if failure is None:
@@ -287,7 +315,8 @@ class _CatchAll:
                 DELIBERATE_ABORT.set(True)  # logged above; uvicorn need not report it again
                 return
             error = errors.internal_error()
-            response = _json_response(error.status, error.body, _common_headers(self.state))
+            sent = Headers(scope=scope).get("authorization")
+            response = _json_response(error.status, error.body, _common_headers(self.state, sent))
             await response(scope, receive, send)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._ratelimit import RATE_LIMIT
+
 __all__ = [
     "ApiError",
     "context_length_exceeded",
@@ -127,8 +129,11 @@ def format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
-def rate_limited(seconds: float) -> ApiError:
-    """429 with remaining 0, a reset duration and, for whole seconds, ``retry-after``."""
+def rate_limited(seconds: float, limit: int = RATE_LIMIT) -> ApiError:
+    """429 with remaining 0, a reset duration and, for whole seconds, ``retry-after``.
+
+    Used both for an enforced limit (``limit`` is the emulator's rpm) and an injected fault.
+    """
     text = format_seconds(seconds)
     headers = {
         "x-ratelimit-remaining-requests": "0",
@@ -139,7 +144,7 @@ def rate_limited(seconds: float) -> ApiError:
     error = _error(
         429,
         "rate_limit_exceeded",
-        f"Rate limit reached: 200 requests per minute. Please retry after {text}s",
+        f"Rate limit exceeded: {limit} requests per minute; retry after {text}s",
         "rate_limit_error",
     )
     error.headers.update(headers)

@@ -4,7 +4,10 @@ uvicorn and starlette are imported in :meth:`Emulator.start`, not at import time
 this module (which the client does for its offline default) stays cheap.
 
 ``OFOX_EMULATOR_DELAY`` (seconds between streamed chunks, default 0) slows the shared emulator
-down so that streaming can be watched, e.g. by ``ofox-jupyter demo``.
+down so that streaming can be watched, e.g. by ``ofox-jupyter demo``.  ``OFOX_EMULATOR_RPM``
+(chat requests per key per minute, default: none enforced) and ``OFOX_EMULATOR_LATENCY`` (seconds
+before each chat answer, default 0) make it behave like a busy gateway, for batches and benchmarks
+run in a kernel that has no key.
 """
 
 from __future__ import annotations
@@ -23,10 +26,23 @@ from ._state import DEFAULT_MAX_BODY_BYTES, RECORD_LIMIT, EmulatorState, Recorde
 if TYPE_CHECKING:
     from ._thread import ThreadServer
 
-__all__ = ["DELAY_ENV", "Emulator", "shared_delay", "shared_emulator"]
+__all__ = [
+    "DELAY_ENV",
+    "LATENCY_ENV",
+    "RPM_ENV",
+    "Emulator",
+    "shared_delay",
+    "shared_emulator",
+    "shared_latency",
+    "shared_rpm",
+]
 
 #: Environment variable: seconds between streamed chunks of the shared (offline default) emulator.
 DELAY_ENV = "OFOX_EMULATOR_DELAY"
+#: Environment variable: chat requests per key per minute the shared emulator enforces.
+RPM_ENV = "OFOX_EMULATOR_RPM"
+#: Environment variable: seconds the shared emulator waits before each chat answer.
+LATENCY_ENV = "OFOX_EMULATOR_LATENCY"
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -49,6 +65,12 @@ class Emulator:
     * **port** - TCP port; ``0`` picks a free one (see :attr:`port` after :meth:`start`).
     * **api_key** - when set, chat requests need ``Authorization: Bearer <api_key>``.
     * **delay** - seconds between streamed chunks (a request can override it).
+    * **rpm** - enforce this many chat requests per minute per API key (the Bearer token;
+      requests without one share a window).  The next one gets OfoxAI's 429
+      (``rate_limit_exceeded``, ``retry-after``) and is not counted.  ``GET /models`` does not
+      count.  ``None`` (default): announce 200 in the headers, refuse nothing.
+    * **latency** - seconds to wait before answering a chat request (before the first byte of a
+      stream), like a model's time to first token; a refused request does not wait.
     * **max_body_bytes** - largest request body accepted (default 8 MiB); a larger one gets a 413
       without being read into memory.
     * **max_recorded** - how many requests :attr:`requests` keeps, the most recent (default 1,000).
@@ -66,9 +88,12 @@ class Emulator:
         delay: float = 0.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_recorded: int = RECORD_LIMIT,
+        rpm: int | None = None,
+        latency: float = 0.0,
     ) -> None:
         if delay < 0:
             raise ValueError("delay must be >= 0")
+        # EmulatorState checks rpm (whole number >= 1 or None) and latency (finite, >= 0).
         self._host = host
         self._port = port
         self._state = EmulatorState(
@@ -76,6 +101,8 @@ class Emulator:
             delay=delay,
             max_body_bytes=max_body_bytes,
             record_limit=max_recorded,
+            rpm=rpm,
+            latency=latency,
         )
         self._lock = threading.Lock()
         self._server: ThreadServer | None = None
@@ -168,8 +195,8 @@ class Emulator:
         """The requests received so far (a snapshot), oldest first: at most the last
         ``max_recorded`` (1,000 by default); older ones are forgotten.
 
-        A chat request is recorded only once its key is accepted and its body fits
-        ``max_body_bytes``; a 401 or 413 leaves no trace.
+        A chat request is recorded only once its key is accepted, it is within ``rpm`` and its
+        body fits ``max_body_bytes``; a 401, a 429 from ``rpm`` or a 413 leaves no trace.
         """
         return self._state.requests
 
@@ -216,27 +243,57 @@ def shared_delay() -> float:
     Raises ``ValueError`` naming the variable when it is not a finite number ≥ 0: a typo should
     be reported, not silently turned into "no delay".
     """
-    raw = os.environ.get(DELAY_ENV, "").strip()
+    return _seconds_from_env(DELAY_ENV)
+
+
+def shared_latency() -> float:
+    """Seconds before each chat answer of the shared emulator, from ``OFOX_EMULATOR_LATENCY``
+    (default 0); ``ValueError`` naming the variable when it is not a finite number ≥ 0."""
+    return _seconds_from_env(LATENCY_ENV)
+
+
+def shared_rpm() -> int | None:
+    """Chat requests per key per minute the shared emulator enforces, from ``OFOX_EMULATOR_RPM``
+    (unset or empty: none); ``ValueError`` naming the variable when it is not a whole number ≥ 1."""
+    raw = os.environ.get(RPM_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        rpm = int(raw)
+    except ValueError:
+        rpm = 0
+    if rpm < 1:
+        raise ValueError(
+            f"{RPM_ENV} must be a whole number of requests per minute >= 1, not {raw!r}"
+        )
+    return rpm
+
+
+def _seconds_from_env(name: str) -> float:
+    raw = os.environ.get(name, "").strip()
     if not raw:
         return 0.0
     try:
-        delay = float(raw)
+        seconds = float(raw)
     except ValueError:
-        delay = math.nan
-    if not math.isfinite(delay) or delay < 0:
-        raise ValueError(f"{DELAY_ENV} must be a number of seconds >= 0, not {raw!r}")
-    return delay
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {raw!r}")
+    return seconds
 
 
 def shared_emulator() -> Emulator:
     """The process-wide emulator (no key), started on first use; stopped at exit.
 
-    Its delay between streamed chunks is read from ``OFOX_EMULATOR_DELAY`` when it starts.
+    Its delay between streamed chunks, rate limit and latency are read from
+    ``OFOX_EMULATOR_DELAY``, ``OFOX_EMULATOR_RPM`` and ``OFOX_EMULATOR_LATENCY`` when it starts.
     """
     global _shared, _atexit_registered
     with _shared_lock:
         if _shared is None or not _shared.running:
-            _shared = Emulator(delay=shared_delay()).start()
+            _shared = Emulator(
+                delay=shared_delay(), rpm=shared_rpm(), latency=shared_latency()
+            ).start()
             if not _atexit_registered:
                 atexit.register(_stop_shared)
                 _atexit_registered = True

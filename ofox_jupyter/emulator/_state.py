@@ -1,4 +1,4 @@
-"""Mutable state of one emulator: settings, recorded requests, faults, rate-limit window, ids.
+"""Mutable state of one emulator: settings, recorded requests, faults, rate limit, ids.
 
 Shared between the server thread (which handles requests) and the caller's thread (which reads
 ``requests``, injects faults and clears), so every mutation happens under a lock.  The record of
@@ -12,10 +12,12 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._faults import FaultBook
+from ._ratelimit import RATE_LIMIT, WINDOW, RateLimiter
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -25,13 +27,10 @@ __all__ = [
     "RecordedRequest",
 ]
 
-#: Requests per minute announced in ``x-ratelimit-limit-requests`` (counted, never enforced).
-RATE_LIMIT = 200
 #: How many requests an emulator remembers by default (the most recent ones).
 RECORD_LIMIT = 1000
 #: Largest request body accepted by default (8 MiB); a larger one gets a 413.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,8 @@ class RecordedRequest:
 
     ``headers`` has lower-case names; ``body`` is the parsed JSON object, or ``None`` when the
     body was empty, not JSON, or not an object, or was not read (only chat requests' bodies are).
-    A chat request is recorded only once its key is accepted and its body fits the size limit.
+    A chat request is recorded only once its key is accepted, it is within the rate limit and its
+    body fits the size limit.
     """
 
     method: str
@@ -51,15 +51,24 @@ class RecordedRequest:
 
 @dataclass
 class EmulatorState:
-    """Settings and bookkeeping of one emulator (one per :class:`Emulator`)."""
+    """Settings and bookkeeping of one emulator (one per :class:`Emulator`).
+
+    ``rpm`` enforces that many chat requests per key per minute (``None``: announce
+    :data:`RATE_LIMIT`, refuse nothing); ``latency`` is waited before a chat answer.
+    ``rate_window`` and ``clock`` are for tests only (a short window, a fake clock).
+    """
 
     api_key: str | None = field(default=None, repr=False)  # never shown
     delay: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     record_limit: int = RECORD_LIMIT
+    rpm: int | None = None
+    latency: float = 0.0
+    rate_window: float = field(default=WINDOW, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     faults: FaultBook = field(default_factory=FaultBook, repr=False)
+    limiter: RateLimiter = field(init=False, repr=False)
     _requests: deque[RecordedRequest] = field(init=False, repr=False)
-    _window: deque[float] = field(default_factory=deque, init=False, repr=False)
     _serial: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -68,6 +77,9 @@ class EmulatorState:
             raise ValueError("max_body_bytes must be >= 1")
         if self.record_limit < 1:
             raise ValueError("record_limit must be >= 1")
+        if not (math.isfinite(self.latency) and self.latency >= 0):
+            raise ValueError("latency must be a number of seconds >= 0")
+        self.limiter = RateLimiter(self.rpm, self.rate_window, self.clock)  # checks rpm
         self._requests = deque(maxlen=self.record_limit)
 
     @property
@@ -87,24 +99,9 @@ class EmulatorState:
             self._serial += 1
             return self._serial
 
-    def rate_limit_headers(self) -> dict[str, str]:
-        """Count one request in the rolling minute; the ``x-ratelimit-*`` headers to send."""
-        now = time.monotonic()
-        with self._lock:
-            while self._window and now - self._window[0] >= _WINDOW:
-                self._window.popleft()
-            self._window.append(now)
-            remaining = max(0, RATE_LIMIT - len(self._window))
-            reset = max(1, math.ceil(_WINDOW - (now - self._window[0])))
-        return {
-            "x-ratelimit-limit-requests": str(RATE_LIMIT),
-            "x-ratelimit-remaining-requests": str(remaining),
-            "x-ratelimit-reset-requests": f"{reset}s",
-        }
-
     def clear(self) -> None:
         """Forget recorded requests, injected faults, fault counters and the rate window."""
         with self._lock:
             self._requests.clear()
-            self._window.clear()
+        self.limiter.clear()
         self.faults.clear()
