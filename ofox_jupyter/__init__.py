@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._batch import abatch, batch
+    from ._batch_results import BatchPlan, BatchResult, ItemResult
     from ._catalog import ModelInfo
     from ._client import AsyncChatStream, AsyncClient, ChatStream, Client
     from ._config import Secret, Timeouts
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
         ToolError,
         UnknownToolError,
     )
-    from ._magics import load_ipython_extension, unload_ipython_extension
+    from ._extension import load_ipython_extension, unload_ipython_extension
     from ._messages import Message, ToolCall, assistant, system, tool_result, user
     from ._request import provider_options
     from ._streaming import (
@@ -64,10 +66,14 @@ _EXPORTS: dict[str, str] = {
     "APIError": "_exceptions",
     "APIStatusError": "_exceptions",
     "APITimeoutError": "_exceptions",
+    "abatch": "_batch",
     "AsyncChatStream": "_client",
     "AsyncClient": "_client",
     "AuthenticationError": "_exceptions",
     "BadRequestError": "_exceptions",
+    "batch": "_batch",
+    "BatchPlan": "_batch_results",
+    "BatchResult": "_batch_results",
     "ChatStream": "_client",
     "ChatWidget": "_widgets",
     "CompareWidget": "_widgets",
@@ -75,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "_exceptions",
     "FinishEvent": "_streaming",
     "ImageError": "_exceptions",
+    "ItemResult": "_batch_results",
     "Message": "_messages",
     "ModelInfo": "_catalog",
     "NotFoundError": "_exceptions",
@@ -98,8 +105,8 @@ _EXPORTS: dict[str, str] = {
     "Usage": "_streaming",
     "UsageEvent": "_streaming",
     "assistant": "_messages",
-    "load_ipython_extension": "_magics",
-    "unload_ipython_extension": "_magics",
+    "load_ipython_extension": "_extension",
+    "unload_ipython_extension": "_extension",
     "provider_options": "_request",
     "system": "_messages",
     "tool": "_tools",
@@ -117,11 +124,15 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "abatch",
     "assistant",
     "AsyncChatStream",
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "batch",
+    "BatchPlan",
+    "BatchResult",
     "ChatStream",
     "ChatWidget",
     "Client",
@@ -129,6 +140,7 @@ __all__ = [
     "ConfigError",
     "FinishEvent",
     "ImageError",
+    "ItemResult",
     "load_ipython_extension",
     "Message",
     "ModelInfo",

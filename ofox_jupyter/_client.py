@@ -472,6 +472,8 @@ class Client:
     * ``timeout`` — a :class:`Timeouts` or one number of seconds for every phase.
     * ``max_retries`` — retries before the first byte (408/409/429/5xx, connection errors).
     * ``transport`` / ``http_client`` — inject an httpx transport or client (tests, proxies).
+    * ``event_hooks`` — httpx's ``{"request": [...], "response": [...]}`` hooks of the client we
+      create (see every response's headers, e.g. the ``x-ratelimit-*`` ones).
     """
 
     def __init__(
@@ -483,12 +485,13 @@ class Client:
         max_retries: int = 2,
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         settings = resolve_settings(api_key, base_url, timeout=timeout, max_retries=max_retries)
         self._core = _Core(settings, has_transport=_injected(transport) or http_client is not None)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
-            transport=transport, timeout=self._core.http_timeout()
+            transport=transport, timeout=self._core.http_timeout(), event_hooks=event_hooks
         )
 
     @property
@@ -617,7 +620,8 @@ class Client:
 
 
 class AsyncClient:
-    """Asynchronous OfoxAI client; the same parameters and behaviour as :class:`Client`."""
+    """Asynchronous OfoxAI client; the same parameters and behaviour as :class:`Client`, and
+    ``max_connections`` (100): requests under way at once at most."""
 
     def __init__(
         self,
@@ -628,12 +632,18 @@ class AsyncClient:
         max_retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+        max_connections: int = 100,
     ) -> None:
         settings = resolve_settings(api_key, base_url, timeout=timeout, max_retries=max_retries)
         self._core = _Core(settings, has_transport=_injected(transport) or http_client is not None)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
-            transport=transport, timeout=self._core.http_timeout()
+            transport=transport,
+            timeout=self._core.http_timeout(),
+            event_hooks=event_hooks,
+            # httpx's default pool is 100 connections; a batch may keep more requests under way.
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
         )
 
     @property

@@ -14,6 +14,7 @@ from ._cell_run import ask, compare
 from ._compare import COMPARE_CHAT
 from ._config import OFFLINE, Secret, check_api_key
 from ._exceptions import OfoxError
+from ._map_run import BatchCommands
 from ._messages import utf8_safe
 from ._render import text_table
 from ._reports import usage_report
@@ -43,11 +44,12 @@ SUBCOMMANDS = (
     "tools",
     "record",
     "replay",
+    "batch",
 )
 LINE_USAGE = "usage: %ofox " + "|".join(SUBCOMMANDS) + " [options]  (%ofox? for help)"
 
 
-class LineCommands(TapeCommands):
+class LineCommands(TapeCommands, BatchCommands):
     """The subcommands of one :class:`OfoxMagics` (``_cmd_NAME`` runs ``%ofox NAME``)."""
 
     def __init__(self, magics: OfoxMagics) -> None:

@@ -34,6 +34,7 @@ from ._display import LiveReply
 from ._exceptions import OfoxError
 from ._history import HistoryStore, StoreError, default_history_path
 from ._line_commands import LINE_USAGE, SUBCOMMANDS, LineCommands
+from ._map_run import map_arguments, run_map
 from ._markdown import use_escape_for
 from ._messages import utf8_safe
 from ._recent import RecentImages
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from ._identity import Identity
     from ._recording import Tape
 
-__all__ = ["OfoxMagics", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["OfoxMagics"]
 
 
 @magics_class
@@ -81,6 +82,9 @@ class OfoxMagics(Magics):
     ).tag(config=True)
     max_cost = Float(
         0.0, help="Most this kernel session may spend, in USD; 0: OFOX_MAX_COST, or no cap."
+    ).tag(config=True)
+    batch_confirm_cost = Float(
+        1.0, help="A %%ofox --map batch that could cost more (USD) asks first; 0: never asks."
     ).tag(config=True)
     history_path = Unicode(
         "", help="SQLite file of the chats; empty means OFOX_HISTORY_PATH or the Jupyter data dir."
@@ -302,6 +306,7 @@ class OfoxMagics(Magics):
         help="ask several models or temperatures side by side (comma-separated: numbers are "
         "temperatures); recorded in chat 'compare' unless --chat names another",
     )
+    @map_arguments
     @cell_magic("ofox")  # type: ignore[arg-type]  # IPython annotates this decorator loosely
     def ofox_cell(self, line: str, cell: str) -> None:
         """Send the cell to an OfoxAI model and stream the answer into the output.
@@ -318,6 +323,9 @@ class OfoxMagics(Magics):
         except ValueError as err:
             raise fail(f"%%ofox options: {err}") from None
         options, prompt, images = ask_options(self, args, cell)
+        if args.map is not None:
+            run_map(self, args, options, prompt)
+            return
         if args.compare is not None:
             chat = options.chat if options.chat != "main" else COMPARE_CHAT
             compare(self, prompt, args.compare.split(","), chat, options, args.out)
@@ -361,38 +369,3 @@ class OfoxMagics(Magics):
 # (the help formatter adds one ``%`` to the program name).
 OfoxMagics.ofox_cell.parser.prog = "%ofox"
 OfoxMagics.ofox_cell.__doc__ = OfoxMagics.ofox_cell.parser.format_help()
-
-
-_LOADED: dict[int, OfoxMagics] = {}
-
-
-def load_ipython_extension(ip: InteractiveShell) -> None:
-    """``%load_ext ofox_jupyter``: register the magics and the cell-id hook; say what's loaded."""
-    magics = OfoxMagics(shell=ip)
-    ip.register_magics(magics)
-    ip.events.register("pre_run_cell", magics.pre_run_cell)
-    magics.recent.install(ip)
-    _LOADED[id(ip)] = magics
-    for notice in magics.notices():
-        print(utf8_safe(notice))
-
-
-def unload_ipython_extension(ip: InteractiveShell) -> None:
-    """Undo exactly what :func:`load_ipython_extension` did."""
-    magics = _LOADED.pop(id(ip), None)
-    if magics is not None:
-        _unregister(ip, magics)
-
-
-def _unregister(ip: InteractiveShell, magics: OfoxMagics) -> None:
-    ip.events.unregister("pre_run_cell", magics.pre_run_cell)
-    magics.recent.uninstall()
-    for kind in ("line", "cell"):
-        table = ip.magics_manager.magics[kind]
-        if getattr(table.get("ofox"), "__self__", None) is magics:
-            del table["ofox"]
-    if ip.magics_manager.registry.get(type(magics).__name__) is magics:
-        del ip.magics_manager.registry[type(magics).__name__]
-    configurables: list[Any] = ip.configurables
-    configurables[:] = [c for c in configurables if c is not magics]
-    magics._close_session()

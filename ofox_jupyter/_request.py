@@ -291,10 +291,11 @@ class RetryPolicy:
     initial: float = 0.5
     maximum: float = 8.0
     max_hint: float = 60.0
+    #: A batch paces itself and re-queues a 429'd item: its client must not wait on its own.
+    retry_rate_limited: bool = True
 
-    @staticmethod
-    def retryable_status(status: int) -> bool:
-        return status in (408, 409, 429) or status >= 500
+    def retryable_status(self, status: int) -> bool:
+        return status in (408, 409) or status >= 500 or (status == 429 and self.retry_rate_limited)
 
     def delay(self, attempt: int, headers: Mapping[str, str] | None = None) -> float | None:
         """Seconds to wait before retry number ``attempt + 1``, or ``None`` to give up."""

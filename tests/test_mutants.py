@@ -891,7 +891,7 @@ def test_a_row_without_a_user_message_is_not_a_turn(data):
 def test_which_statuses_are_retried(status, retry):
     from ofox_jupyter._request import RetryPolicy
 
-    assert RetryPolicy.retryable_status(status) is retry
+    assert RetryPolicy().retryable_status(status) is retry
 
 
 def test_retry_waits_double_with_at_most_a_quarter_of_jitter_and_a_cap():

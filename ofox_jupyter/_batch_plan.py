@@ -1,0 +1,321 @@
+"""A batch before anything is sent: options checked, templates filled, images encoded, every
+request looked up in the cache, the catalog's prices read, the cost estimated and, above
+``confirm_cost``, confirmed (:class:`PreparedBatch`). Runs in the caller's thread, where
+``input()`` can ask and a bad option is one line at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._batch_items import fill, is_image, items_of
+from ._batch_results import BatchPlan, BatchResult, ItemResult
+from ._budget import DEFAULT_REPLY_TOKENS
+from ._config import DEFAULT_MODEL, resolve_settings
+from ._conversation import estimate_tokens
+from ._exceptions import OfoxError
+from ._messages import Message, system, user
+from ._ratelimit import RateLimiter
+from ._request import build_chat_body, check_ranges
+
+if TYPE_CHECKING:
+    from ._batch_cache import BatchCache
+    from ._catalog import ModelInfo
+
+__all__ = ["AUTO_CONCURRENCY", "DEFAULT_CONFIRM_COST", "PreparedBatch", "from_record"]
+
+#: A batch that could cost more than this (USD) asks before it sends (``confirm_cost``).
+DEFAULT_CONFIRM_COST = 1.0
+#: Requests under way at once with ``concurrency="auto"`` (the pace is the limiter's): httpx's
+#: default pool, and enough for 1,200 requests a minute of replies that take 5 s.
+AUTO_CONCURRENCY = 100
+
+
+@dataclass
+class _Job:
+    position: int
+    messages: list[Message]
+    key: str
+    prompt_tokens: int
+    attempts: int = 0
+    rate_limited: int = 0
+    sent_at: float = 0.0
+
+
+class PreparedBatch:
+    """One batch: checked at construction, then :meth:`prepare` and :meth:`confirm`; sent by
+    :func:`._batch_send.send`."""
+
+    def __init__(
+        self,
+        prompt: str,
+        items: Any,
+        *,
+        model: str | None = None,
+        system_prompt: str | None = None,
+        images: Any = None,
+        detail: str | None = None,
+        json_mode: bool = False,
+        schema: Mapping[str, Any] | None = None,
+        concurrency: int | str = "auto",
+        rpm: float | None = None,
+        cache: bool | BatchCache = True,
+        progress: bool = True,
+        confirm_cost: float | None = None,
+        client_settings: Mapping[str, Any] | None = None,
+        model_info: Callable[[str], ModelInfo | None] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise OfoxError("the prompt is empty", hint="e.g. batch('Label: {item}', items)")
+        self.prompt = prompt
+        self.items = items_of(items)
+        self.model = model or DEFAULT_MODEL
+        self.system_prompt = system_prompt
+        self.detail = detail
+        self.images = _per_item_images(images, len(self.items.values))
+        if concurrency == "auto":
+            self.concurrency = AUTO_CONCURRENCY
+        elif isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency > 0:
+            self.concurrency = concurrency
+        else:
+            raise OfoxError(
+                f'concurrency must be "auto" or a whole number ≥ 1, not {concurrency!r}'
+            )
+        try:
+            self.limiter = RateLimiter(rpm=rpm, max_in_flight=self.concurrency)
+        except ValueError as err:
+            raise OfoxError(str(err)) from None
+        self.params = dict(params or {})
+        response_format = _response_format(json_mode, schema)
+        if response_format is not None:
+            self.params["response_format"] = response_format
+        self.expect_json = "response_format" in self.params
+        check_ranges(self.params)
+        self.cache_option = cache
+        self.progress = progress
+        self.confirm_cost = DEFAULT_CONFIRM_COST if confirm_cost is None else confirm_cost
+        self.client_settings = dict(client_settings or {})
+        self._model_info = model_info
+        self.info: ModelInfo | None = None
+        self.jobs: list[_Job] = []
+        self.cache: BatchCache | None = None
+        self.result = BatchResult(
+            [ItemResult(i) for i in range(len(self.items.values))],
+            model=self.model,
+            kind=self.items.kind,
+            index=self.items.index,
+            name=self.items.name,
+        )
+        self.plan: BatchPlan | None = None
+        self.stop = threading.Event()  # set from another thread: stop sending, keep the rest
+        self.show_summary = True  # a line after the progress bar (the magic shows a table)
+
+    # -- before anything is sent
+
+    def prepare(self) -> BatchPlan:
+        """Fill every prompt, encode every image, look every request up in the cache, price
+        what is left. A template that fails for every item is one error; for some, those
+        items fail and the rest go on."""
+        endpoint = _endpoint(self.client_settings)
+        self.cache = self._open_cache()
+        failures: list[tuple[int, str]] = []
+        for position, item in enumerate(self.items.values):
+            try:
+                job = self._job(position, item, endpoint)
+            except OfoxError as err:
+                failures.append((position, err.one_line()))
+                continue
+            self.jobs.append(job)
+        if failures and not self.jobs:
+            raise OfoxError(failures[0][1])
+        for position, message in failures:
+            self.result[position] = ItemResult(position, "failed", error=message)
+        self._answer_from_cache()
+        self.info = self._lookup_model()
+        self.plan = self._estimate()
+        return self.plan
+
+    def _open_cache(self) -> BatchCache | None:
+        if self.cache_option is False:
+            return None
+        from ._batch_cache import BatchCache
+
+        if not isinstance(self.cache_option, bool):
+            return self.cache_option
+        try:
+            return BatchCache()
+        except Exception as err:  # noqa: BLE001 - sqlite3.Error, OSError: go on without it
+            self.result.notices.append(f"no batch cache ({type(err).__name__}: {err})"[:200])
+            return None
+
+    def _job(self, position: int, item: Any, endpoint: str) -> _Job:
+        text = fill(self.prompt, item, position)
+        if self.expect_json and "json" not in text.lower():
+            text += "\n\n(Reply in JSON.)"  # OpenAI-family models refuse JSON mode otherwise
+        parts = []
+        if self.images is not None or is_image(item):
+            from ._images import prepare_image
+
+            for image in self.images[position] if self.images is not None else [item]:
+                parts.append(prepare_image(image, self.detail, name=f"item {position}").part)
+        messages = [system(self.system_prompt)] if self.system_prompt else []
+        messages.append(user(text, images=parts))
+        body = build_chat_body(model=self.model, messages=messages, stream=False, **self.params)
+        from ._batch_cache import cache_key
+
+        tokens = sum(estimate_tokens(m) for m in messages)
+        return _Job(position, messages, cache_key(endpoint, body), tokens)
+
+    def _answer_from_cache(self) -> None:
+        if self.cache is None:
+            return
+        try:
+            found = self.cache.get_many(job.key for job in self.jobs)
+        except Exception as err:  # noqa: BLE001 - a damaged cache: send everything
+            self.result.notices.append(f"the batch cache could not be read ({err})"[:200])
+            return
+        waiting = []
+        for job in self.jobs:
+            record = found.get(job.key)
+            if record is None:
+                waiting.append(job)
+            else:
+                self.result[job.position] = from_record(job.position, record, self.expect_json)
+        self.jobs = waiting
+
+    def _lookup_model(self) -> ModelInfo | None:
+        if self._model_info is not None:
+            return self._model_info(self.model)
+        from ._client import Client
+
+        try:
+            with Client(**self.client_settings) as client:
+                return next((m for m in client.models() if m.id == self.model), None)
+        except OfoxError as err:
+            self.result.notices.append(f"no prices: the catalog could not be read ({err})"[:200])
+            return None
+
+    def _estimate(self) -> BatchPlan:
+        prompt_tokens = sum(job.prompt_tokens for job in self.jobs)
+        reply_tokens = self.params.get("max_tokens") or DEFAULT_REPLY_TOKENS
+        info = self.info
+        priced = info is not None and info.prompt_price is not None
+        priced = priced and info is not None and info.completion_price is not None
+        prompt_cost = max_cost = None
+        if priced and info is not None:
+            prompt_cost = prompt_tokens * (info.prompt_price or 0.0)
+            max_cost = prompt_cost + len(self.jobs) * reply_tokens * (info.completion_price or 0.0)
+        return BatchPlan(
+            items=len(self.result),
+            requests=len(self.jobs),
+            cached=self.result.from_cache,
+            model=self.model,
+            prompt_tokens=prompt_tokens,
+            reply_tokens=int(reply_tokens),
+            prompt_cost=prompt_cost,
+            max_cost=max_cost,
+        )
+
+    def confirm(self, ask: Callable[[str], str] | None) -> None:
+        """Above ``confirm_cost`` (0: never ask), ask ``ask`` first (``None``: no one to ask,
+        so refuse with a hint)."""
+        plan = self.plan
+        if plan is None or not plan.requests or self.confirm_cost <= 0:
+            return
+        if plan.max_cost is not None and plan.max_cost <= self.confirm_cost:
+            return
+        from ._budget import format_usd
+
+        worry = (
+            f"this batch could cost up to {format_usd(plan.max_cost)}"
+            if plan.max_cost is not None
+            else f"the cost of this batch is unknown ({self.model} has no price in the catalog)"
+        )
+        hint = f"raise confirm_cost (now {format_usd(self.confirm_cost)}), or dry_run=True first"
+        if ask is None:
+            raise OfoxError(f"{worry}: not sent", hint=hint)
+        try:
+            answer = ask(f"{plan.summary()}. Send {plan.requests:,} requests? [y/N] ")
+        except (EOFError, OSError, RuntimeError) as err:  # no stdin (nbclient, a pipe)
+            raise OfoxError(f"{worry}, and there is no one to ask ({err})", hint=hint) from None
+        if answer.strip().lower() not in ("y", "yes"):
+            raise OfoxError("batch not sent", hint=hint)
+
+
+def _endpoint(settings: Mapping[str, Any]) -> str:
+    """Where the requests go, as the cache keys name it: ``offline`` for the emulator (whose
+    port changes with every kernel), else the API's URL (without any credentials in it)."""
+    resolved = resolve_settings(settings.get("api_key"), settings.get("base_url"))
+    return "offline" if resolved.offline else resolved.shown_url
+
+
+def from_record(
+    position: int, record: Mapping[str, Any], expect_json: bool, *, cached: bool = True
+) -> ItemResult:
+    from ._streaming import Usage
+
+    usage_data = record.get("usage")
+    try:
+        usage = Usage.from_dict(usage_data) if isinstance(usage_data, Mapping) else None
+    except ValueError:
+        usage = None
+    cost = record.get("cost")
+    text = str(record.get("text", ""))
+    result = ItemResult(
+        position,
+        "done",
+        text=text,
+        model=str(record.get("model") or ""),
+        usage=usage,
+        cost=float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) else None,
+        cached=cached,
+        finish_reason=record.get("finish_reason")
+        if isinstance(record.get("finish_reason"), str)
+        else None,
+    )
+    if expect_json:
+        try:
+            result.value = _parse_json(text)
+        except ValueError as err:
+            result.status, result.error = "failed", f"the reply is not valid JSON ({err})"[:200]
+    return result
+
+
+def _parse_json(text: str) -> Any:
+    text = text.strip()
+    if text.startswith("```"):  # some models fence JSON even in JSON mode
+        text = text.strip("`").removeprefix("json").strip()
+    return json.loads(text)
+
+
+def _response_format(json_mode: bool, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if json_mode and schema is not None:
+        raise OfoxError("use json=True or schema=…, not both")
+    if json_mode:
+        return {"type": "json_object"}
+    if schema is None:
+        return None
+    if not isinstance(schema, Mapping):
+        raise OfoxError(f"schema must be a JSON-schema dict, not a {type(schema).__name__}")
+    return {"type": "json_schema", "json_schema": {"name": "item", "schema": dict(schema)}}
+
+
+def _per_item_images(images: Any, count: int) -> list[list[Any]] | None:
+    """``images``: ``None`` (items that are images are sent as images), or a list parallel to
+    the items, each entry an image or a list of images."""
+    if images is None:
+        return None
+    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+        raise OfoxError(
+            "images must be a list with one image (or list of images) per item",
+            hint="or leave it out: items that are images are sent as images",
+        )
+    if len(images) != count:
+        raise OfoxError(f"images has {len(images):,} entries for {count:,} items")
+    return [list(x) if isinstance(x, (list, tuple)) else [x] for x in images]

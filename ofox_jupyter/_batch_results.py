@@ -1,0 +1,218 @@
+"""What a batch gives back: one :class:`ItemResult` per item, in input order, in a
+:class:`BatchResult` (a list) that also speaks pandas when the input was pandas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._markdown import dollars
+from ._streaming import Usage
+
+__all__ = ["BatchPlan", "BatchResult", "ItemResult"]
+
+#: Rows shown when a result is displayed (the rest are in the list).
+_SHOWN = 10
+_CELL = 80
+
+
+@dataclass
+class ItemResult:
+    """One item's answer. ``status``: ``"done"``, ``"failed"`` (``error`` says why, in one
+    line) or ``"not run"`` (the batch was stopped first). ``value`` is the parsed JSON when
+    JSON was asked for; ``cached``: answered from the cache, nothing sent."""
+
+    position: int
+    status: str = "not run"
+    text: str = ""
+    value: Any = None
+    model: str = ""
+    usage: Usage | None = None
+    cost: float | None = None
+    error: str | None = None
+    cached: bool = False
+    finish_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def tokens(self) -> int:
+        return self.usage.total_tokens if self.usage is not None else 0
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What a batch would send (``dry_run=True``): ``requests`` to send, ``cached`` answered
+    from the cache, the estimated ``prompt_tokens``, and the cost: ``prompt_cost`` for the
+    prompts, ``max_cost`` if every reply ran to ``reply_tokens`` (``None``: no price known)."""
+
+    items: int
+    requests: int
+    cached: int
+    model: str
+    prompt_tokens: int
+    reply_tokens: int
+    prompt_cost: float | None
+    max_cost: float | None
+
+    def summary(self) -> str:
+        from ._budget import format_usd
+
+        cost = (
+            f"about {format_usd(self.prompt_cost)} for the prompts, at most "
+            f"{format_usd(self.max_cost)} with replies of up to {self.reply_tokens:,} tokens"
+            if self.prompt_cost is not None and self.max_cost is not None
+            else f"cost unknown ({self.model} has no price in the catalog)"
+        )
+        return (
+            f"{self.requests:,} request{'s' * (self.requests != 1)} to send to {self.model} "
+            f"({self.cached:,} of {self.items:,} items from the cache); "
+            f"~{self.prompt_tokens:,} prompt tokens; {cost}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<BatchPlan: {self.summary()}>"
+
+    def _repr_markdown_(self) -> str:
+        return dollars(self.summary())
+
+
+@dataclass(eq=False)
+class _Meta:
+    kind: str = "list"
+    index: list[Any] | None = None
+    name: Any = None
+
+
+class BatchResult(list[ItemResult]):
+    """The items' results, in input order; ``interrupted`` if the batch was stopped (the items
+    not run have status ``"not run"``; run the batch again to continue from the cache)."""
+
+    def __init__(
+        self,
+        results: list[ItemResult],
+        *,
+        model: str = "",
+        kind: str = "list",
+        index: list[Any] | None = None,
+        name: Any = None,
+    ) -> None:
+        super().__init__(results)
+        self.model = model
+        self.interrupted = False
+        self.seconds = 0.0
+        self.sent = 0  # requests sent (retries included)
+        self.rate_limited = 0  # of them answered 429
+        self.notices: list[str] = []
+        self._meta = _Meta(kind, index, name)
+
+    # -- totals
+
+    @property
+    def done(self) -> int:
+        return sum(r.ok for r in self)
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self if r.status == "failed"]
+
+    @property
+    def from_cache(self) -> int:
+        return sum(r.cached for r in self)
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.tokens for r in self)
+
+    @property
+    def cost(self) -> float | None:
+        """What the items cost (cached ones included, as first paid); ``None`` if unknown."""
+        costs = [r.cost for r in self if r.ok]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c)
+
+    def summary(self) -> str:
+        from ._budget import format_usd
+
+        parts = [f"{len(self):,} item{'s' * (len(self) != 1)}", f"{self.done:,} answered"]
+        if self.from_cache:
+            parts[-1] += f" ({self.from_cache:,} from the cache)"
+        parts.append(f"{len(self.failed):,} failed")
+        not_run = sum(r.status == "not run" for r in self)
+        if not_run:
+            parts.append(f"{not_run:,} not run")
+        parts.append(f"{self.tokens:,} tokens")
+        cost = self.cost
+        parts.append(format_usd(cost) if cost is not None else "cost unknown")
+        line = " · ".join(parts)
+        if self.interrupted:
+            line += " — interrupted: run it again to continue (answered items are cached)"
+        return line
+
+    def summary_bundle(self) -> dict[str, str]:
+        line = self.summary()
+        return {"text/plain": line, "text/markdown": dollars(line)}
+
+    # -- columns
+
+    def _column(self, values: list[Any], name: str) -> Any:
+        if self._meta.kind == "list":
+            return values
+        pd = _pandas()  # the input was pandas: it is already imported
+        return pd.Series(values, index=self._meta.index, name=name)
+
+    @property
+    def texts(self) -> Any:
+        """Each item's reply text (a Series with the input's index when it was pandas)."""
+        return self._column([r.text for r in self], "text")
+
+    @property
+    def values(self) -> Any:
+        """Each item's parsed JSON (``None`` where it failed or JSON was not asked for)."""
+        return self._column([r.value for r in self], "value")
+
+    @property
+    def errors(self) -> Any:
+        return self._column([r.error for r in self], "error")
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per item (the input's index when it was pandas): the
+        fields of JSON-object replies as columns (else ``text``), then ``error``, ``tokens``,
+        ``cost`` and ``cached``. Imports pandas."""
+        pd = _pandas()
+        records = []
+        for r in self:
+            row = dict(r.value) if isinstance(r.value, dict) else {"text": r.text}
+            row.update(error=r.error, tokens=r.tokens, cost=r.cost, cached=r.cached)
+            records.append(row)
+        return pd.DataFrame.from_records(records, index=self._meta.index)
+
+    # -- display
+
+    def __repr__(self) -> str:
+        return f"<BatchResult: {self.summary()}>"
+
+    def _repr_markdown_(self) -> str:
+        lines = [dollars(self.summary()), "", "| # | reply | error |", "|---|---|---|"]
+        for r in self[:_SHOWN]:
+            shown = r.value if r.value is not None else r.text
+            lines.append(f"| {r.position} | {_cell(shown)} | {_cell(r.error or '')} |")
+        if len(self) > _SHOWN:
+            lines.append(f"| … | {len(self) - _SHOWN:,} more | |")
+        return "\n".join(lines)
+
+
+def _pandas() -> Any:
+    import importlib
+
+    return importlib.import_module("pandas")  # untyped for mypy, on purpose: no stubs needed
+
+
+def _cell(value: Any) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split()).replace("|", "\\|")
+    text = text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+    return dollars(text)

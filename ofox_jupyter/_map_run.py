@@ -1,0 +1,155 @@
+"""``%%ofox --map NAME`` (the cell is a template, asked once per item of ``NAME``) and
+``%ofox batch [clear]`` (the batch cache): the magic forms of :func:`._batch.batch`.
+
+The cell's other options mean what they mean for one prompt (model, system prompt, sampling,
+``--json``/``--schema``, routing and fallback) and apply to every item; the conversation options
+(``--chat``, ``--new``) do not: a batch is not a chat and is kept in its cache, not the history.
+The session's budget (``OfoxMagics.max_cost``) holds the batch's worst case before it is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._cell_options import fail
+from ._exceptions import OfoxError
+from ._messages import utf8_safe
+
+if TYPE_CHECKING:
+    from ._batch_plan import PreparedBatch
+    from ._magics import OfoxMagics
+    from ._session import AskOptions
+
+__all__ = ["BatchCommands", "map_arguments", "run_map"]
+
+#: The ``%%ofox`` options of ``--map`` (added to the cell magic's by ``_magics``).
+MAP_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (
+        ("--map",),
+        {
+            "metavar": "NAME",
+            "help": "ask the cell once per item of NAME (a list, Series or DataFrame); "
+            "{item}, {item.field} fill it in; the results go to -o (default _ofox_batch)",
+        },
+    ),
+    (("--rpm",), {"type": float, "help": "with --map: our share of the requests per minute"}),
+    (("--dry-run",), {"action": "store_true", "help": "with --map: the plan and cost, not sent"}),
+    (("--yes",), {"action": "store_true", "help": "with --map: send without asking about cost"}),
+    (("--no-cache",), {"action": "store_true", "help": "with --map: send everything, keep none"}),
+]
+
+
+def map_arguments(function: Any) -> Any:
+    """Add :data:`MAP_ARGUMENTS` to a magic's ``magic_arguments``."""
+    from IPython.core.magic_arguments import argument
+
+    for names, options in reversed(MAP_ARGUMENTS):
+        function = argument(*names, **options)(function)
+    return function
+
+
+#: Where the results go when the cell gives no ``-o``.
+DEFAULT_OUT = "_ofox_batch"
+
+
+def run_map(magics: OfoxMagics, args: Any, options: AskOptions, prompt: str) -> None:
+    """Run the batch of a ``%%ofox --map`` cell; every failure is one line."""
+    from ._batch import _run_in_thread
+    from ._batch_plan import PreparedBatch
+
+    for flag, given in (("--image", args.image), ("--tools", args.tools), ("--vars", args.vars)):
+        if given:
+            raise fail(f"--map does not take {flag}: use items that are images, or one prompt")
+    ns = magics.shell.user_ns if magics.shell is not None else {}
+    if args.map not in ns:
+        raise fail(
+            OfoxError(
+                f"--map {args.map}: no variable of that name",
+                hint="define it first: a list, a pandas Series or DataFrame",
+            )
+        )
+    session = magics.session
+    try:
+        job = PreparedBatch(
+            prompt,
+            ns[args.map],
+            model=options.model,
+            system_prompt=options.system,
+            rpm=args.rpm,
+            cache=not args.no_cache,
+            confirm_cost=0.0 if args.yes else float(magics.batch_confirm_cost),
+            client_settings=magics._client_settings(),
+            model_info=session.model_info,
+            params=options.params,
+        )
+        job.show_summary = False  # the result's own table follows
+        plan = job.prepare()
+        if args.dry_run:
+            _show(magics, plan)
+            return
+        job.confirm(input)
+        held = _hold(session.budget, job)
+    except OfoxError as err:
+        raise fail(err) from None
+    try:
+        result = _run_in_thread(job)
+    finally:
+        spent = sum(r.cost or 0.0 for r in job.result if r.ok and not r.cached)
+        session.budget.settle(held, spent)
+    ns[args.out or DEFAULT_OUT] = result
+    for notice in result.notices:
+        print(utf8_safe(f"ofox: {notice}"))
+    _show(magics, result)
+
+
+def _hold(budget: Any, job: PreparedBatch) -> float:
+    """Set the batch's worst case aside in the session's budget, or refuse it."""
+    plan = job.plan
+    if budget.limit <= 0 or plan is None or not plan.requests:
+        return 0.0
+    from ._budget import BudgetError, format_usd
+
+    if plan.max_cost is None:
+        raise BudgetError(
+            f"{plan.model} has no price in the catalog, so this batch's cost cannot be bounded "
+            f"and a budget is set (OfoxMagics.max_cost = {format_usd(budget.limit)})",
+            hint="pick a priced model (%ofox models shows prices)",
+        )
+    if plan.max_cost > budget.left:
+        raise BudgetError(
+            f"this batch could cost up to {format_usd(plan.max_cost)}, and the budget has "
+            f"{format_usd(budget.left)} of {format_usd(budget.limit)} left",
+            hint="fewer items, a lower --max-tokens, or raise OfoxMagics.max_cost",
+        )
+    budget.reserved += plan.max_cost
+    return float(plan.max_cost)
+
+
+def _show(magics: OfoxMagics, value: Any) -> None:
+    if magics._mode() == "rich":
+        from IPython.display import display
+
+        display({"text/markdown": value._repr_markdown_(), "text/plain": repr(value)}, raw=True)
+    else:
+        print(value.summary())
+
+
+class BatchCommands:
+    """``%ofox batch [clear]``, a subcommand of :class:`._line_commands.LineCommands`."""
+
+    magics: OfoxMagics
+
+    def _cmd_batch(self, words: list[str]) -> None:
+        """``%ofox batch``: where the batch cache is and what it holds; ``clear``: empty it."""
+        from ._batch_cache import BatchCache
+
+        if words not in ([], ["clear"]):
+            raise fail("usage: %ofox batch [clear]")
+        try:
+            with BatchCache() as cache:
+                if words:
+                    print(f"ofox: cleared {cache.clear():,} cached batch replies ({cache.path})")
+                else:
+                    print(f"ofox: {len(cache):,} cached batch replies in {cache.path}")
+        except Exception as err:  # noqa: BLE001 - sqlite3.Error, OSError: one line
+            raise fail(f"%ofox batch: the cache could not be opened ({err})") from None
