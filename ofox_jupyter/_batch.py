@@ -108,22 +108,28 @@ def batch(prompt: str, items: Any, **options: Any) -> BatchResult | BatchPlan:
     (a :class:`BatchResult`), answered items cached on disk so a re-run sends only what is
     missing. Ctrl-C stops it and returns what was answered (``.interrupted``)."""
     job, dry_run, ask = _batch(prompt, items, dict(options))
-    plan = job.prepare()
-    if dry_run:
-        return plan
-    job.confirm(ask)
-    return _run_in_thread(job)
+    try:
+        plan = job.prepare()
+        if dry_run:
+            return plan
+        job.confirm(ask)
+        return _run_in_thread(job)
+    finally:
+        job.close()
 
 
 async def abatch(prompt: str, items: Any, **options: Any) -> BatchResult | BatchPlan:
     """:func:`batch` on the caller's event loop (cancelling it keeps the answered items in the
     cache)."""
     job, dry_run, ask = _batch(prompt, items, dict(options))
-    plan = await asyncio.to_thread(job.prepare)
-    if dry_run:
-        return plan
-    job.confirm(ask)
-    return await send(job, keep_on_cancel=False)
+    try:
+        plan = await asyncio.to_thread(job.prepare)
+        if dry_run:
+            return plan
+        job.confirm(ask)
+        return await send(job, keep_on_cancel=False)
+    finally:
+        job.close()
 
 
 batch.__doc__ = (batch.__doc__ or "") + _DOC

@@ -51,7 +51,9 @@ def items_of(items: Any) -> Items:
     """Check and list ``items``; something that is not a collection of items is one clear
     :class:`OfoxError`."""
     if _pandas(items, "DataFrame"):
-        rows = [row for _, row in items.iterrows()]
+        # As dicts of Python values: iterrows() would make each row one Series of one dtype
+        # (an int id beside a float column would be sent as "1.0").
+        rows = items.to_dict("records")
         return Items(rows, "frame", list(items.index), list(items.columns))
     if _pandas(items, "Series"):
         return Items(list(items.tolist()), "series", list(items.index), items.name)
@@ -120,6 +122,9 @@ def _field(item: Any, name: str, token: str, position: int) -> Any:
         if isinstance(item, Mapping) or _pandas(item, "Series"):
             if name in item:
                 return item[name]
+            for key in item.keys():  # a column named by a number: {item[3]}
+                if not isinstance(key, str) and str(key) == name:
+                    return item[key]
         elif not name.startswith("_") and hasattr(item, name):
             return getattr(item, name)
     except Exception as err:  # noqa: BLE001 - the user's object: any failure is theirs

@@ -10,13 +10,13 @@ import json
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._batch_items import fill, is_image, items_of
 from ._batch_results import BatchPlan, BatchResult, ItemResult
 from ._budget import DEFAULT_REPLY_TOKENS
-from ._config import DEFAULT_MODEL, resolve_settings
+from ._config import DEFAULT_MODEL, resolve_settings, scrub
 from ._conversation import estimate_tokens
 from ._exceptions import OfoxError
 from ._messages import Message, system, user
@@ -70,6 +70,7 @@ class PreparedBatch:
         client_settings: Mapping[str, Any] | None = None,
         model_info: Callable[[str], ModelInfo | None] | None = None,
         params: Mapping[str, Any] | None = None,
+        transport: Any = None,
     ) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise OfoxError("the prompt is empty", hint="e.g. batch('Label: {item}', items)")
@@ -101,9 +102,20 @@ class PreparedBatch:
         self.progress = progress
         self.confirm_cost = DEFAULT_CONFIRM_COST if confirm_cost is None else confirm_cost
         self.client_settings = dict(client_settings or {})
+        # Every client setting checked now (one line), not when the first request goes out.
+        self.settings = resolve_settings(
+            self.client_settings.get("api_key"),
+            self.client_settings.get("base_url"),
+            timeout=self.client_settings.get("timeout"),
+            max_retries=self.client_settings.get("max_retries", 2),
+        )
+        #: How the batch's client reaches the API (the magic's record/replay tape), if not httpx's.
+        self.transport = transport
         self._model_info = model_info
         self.info: ModelInfo | None = None
         self.jobs: list[_Job] = []
+        #: Items whose request is the same as an earlier item's: answered by its answer.
+        self.same_as: dict[int, list[int]] = {}
         self.cache: BatchCache | None = None
         self.result = BatchResult(
             [ItemResult(i) for i in range(len(self.items.values))],
@@ -122,7 +134,9 @@ class PreparedBatch:
         """Fill every prompt, encode every image, look every request up in the cache, price
         what is left. A template that fails for every item is one error; for some, those
         items fail and the rest go on."""
-        endpoint = _endpoint(self.client_settings)
+        # The settings (held by self: their key is live, so scrub() takes it out of every
+        # prompt, as %%ofox --vars does) say where the requests go, for the cache keys.
+        endpoint = "offline" if self.settings.offline else self.settings.shown_url
         self.cache = self._open_cache()
         failures: list[tuple[int, str]] = []
         for position, item in enumerate(self.items.values):
@@ -136,10 +150,42 @@ class PreparedBatch:
             raise OfoxError(failures[0][1])
         for position, message in failures:
             self.result[position] = ItemResult(position, "failed", error=message)
+        self._merge_duplicates()
         self._answer_from_cache()
-        self.info = self._lookup_model()
+        self.info = self._lookup_model() if self.jobs else None
         self.plan = self._estimate()
         return self.plan
+
+    def close(self) -> None:
+        """Close the cache this batch opened (one passed in stays open)."""
+        if self.cache is not None and self.cache_option is True:
+            self.cache.close()
+            self.cache = None
+
+    def _merge_duplicates(self) -> None:
+        """One request for items whose requests are the same (a repeated item, or a template
+        without a field over text items): the others get its answer, nothing sent for them."""
+        first: dict[str, _Job] = {}
+        kept = []
+        for job in self.jobs:
+            earlier = first.setdefault(job.key, job)
+            if earlier is job:
+                kept.append(job)
+            else:
+                self.same_as.setdefault(earlier.position, []).append(job.position)
+        if len(kept) == 1 < len(self.jobs) and "{item" not in self.prompt:
+            self.result.notices.append(
+                "the prompt has no {item}: every item got the same request, sent once"
+            )
+        self.jobs = kept
+
+    def copy_to_duplicates(self, position: int) -> None:
+        """Give the items that asked what ``position`` asked its answer (nothing was sent)."""
+        answered = self.result[position]
+        for other in self.same_as.get(position, ()):
+            self.result[other] = replace(
+                answered, position=other, cost=0.0 if answered.ok else None, cached=answered.ok
+            )
 
     def _open_cache(self) -> BatchCache | None:
         if self.cache_option is False:
@@ -155,7 +201,7 @@ class PreparedBatch:
             return None
 
     def _job(self, position: int, item: Any, endpoint: str) -> _Job:
-        text = fill(self.prompt, item, position)
+        text = scrub(fill(self.prompt, item, position))
         if self.expect_json and "json" not in text.lower():
             text += "\n\n(Reply in JSON.)"  # OpenAI-family models refuse JSON mode otherwise
         parts = []
@@ -183,10 +229,12 @@ class PreparedBatch:
         waiting = []
         for job in self.jobs:
             record = found.get(job.key)
-            if record is None:
+            item = from_record(job.position, record, self.expect_json) if record else None
+            if item is None or not item.ok:  # a row that does not read back: asked again
                 waiting.append(job)
             else:
-                self.result[job.position] = from_record(job.position, record, self.expect_json)
+                self.result[job.position] = item
+                self.copy_to_duplicates(job.position)
         self.jobs = waiting
 
     def _lookup_model(self) -> ModelInfo | None:
@@ -208,7 +256,9 @@ class PreparedBatch:
         priced = info is not None and info.prompt_price is not None
         priced = priced and info is not None and info.completion_price is not None
         prompt_cost = max_cost = None
-        if priced and info is not None:
+        if not self.jobs:
+            prompt_cost = max_cost = 0.0  # nothing to send costs nothing, priced or not
+        elif priced and info is not None:
             prompt_cost = prompt_tokens * (info.prompt_price or 0.0)
             max_cost = prompt_cost + len(self.jobs) * reply_tokens * (info.completion_price or 0.0)
         return BatchPlan(
@@ -246,13 +296,6 @@ class PreparedBatch:
             raise OfoxError(f"{worry}, and there is no one to ask ({err})", hint=hint) from None
         if answer.strip().lower() not in ("y", "yes"):
             raise OfoxError("batch not sent", hint=hint)
-
-
-def _endpoint(settings: Mapping[str, Any]) -> str:
-    """Where the requests go, as the cache keys name it: ``offline`` for the emulator (whose
-    port changes with every kernel), else the API's URL (without any credentials in it)."""
-    resolved = resolve_settings(settings.get("api_key"), settings.get("base_url"))
-    return "offline" if resolved.offline else resolved.shown_url
 
 
 def from_record(

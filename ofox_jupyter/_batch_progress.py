@@ -43,6 +43,9 @@ class Progress:
         self.summary = summary
         self._bar: Any = None
         self._handle: Any = None
+        self._tokens, self._cost, self._failed, self._priced = 0, 0.0, 0, True
+        for item in result:
+            self._count(item)
         self._rich = enabled and _in_kernel()
         if not enabled:
             return
@@ -66,24 +69,33 @@ class Progress:
         self._postfix()
 
     def _postfix(self) -> None:
-        result = self.result
-        cost = result.cost
-        parts = [f"{result.tokens:,} tokens", format_usd(cost) if cost is not None else "$?"]
-        failed = len(result.failed)
-        if failed:
-            parts.append(f"{failed:,} failed")
+        cost = format_usd(self._cost) if self._priced else "$?"
+        parts = [f"{self._tokens:,} tokens", cost]
+        if self._failed:
+            parts.append(f"{self._failed:,} failed")
         self._bar.set_postfix_str(", ".join(parts), refresh=False)
+
+    def _count(self, item: ItemResult) -> None:
+        # Running totals: summing the whole result on every update would cost n² in all.
+        if item.status == "failed":
+            self._failed += 1
+        elif item.ok:
+            self._tokens += item.tokens
+            if item.cost is None:
+                self._priced = False
+            else:
+                self._cost += item.cost
 
     def update(self, item: ItemResult) -> None:
         if self._bar is None:
             return
+        self._count(item)
         self._postfix()
         self._bar.update(1)
 
     def close(self) -> None:
         if self._bar is None:
             return
-        self._postfix()
         self._bar.close()
         if self._handle is not None:
             from IPython.display import clear_output, display

@@ -20,7 +20,8 @@ _CELL = 80
 class ItemResult:
     """One item's answer. ``status``: ``"done"``, ``"failed"`` (``error`` says why, in one
     line) or ``"not run"`` (the batch was stopped first). ``value`` is the parsed JSON when
-    JSON was asked for; ``cached``: answered from the cache, nothing sent."""
+    JSON was asked for; ``cached``: nothing was sent for it (the answer came from the cache,
+    or from an earlier item of the batch that asked exactly the same)."""
 
     position: int
     status: str = "not run"
@@ -105,6 +106,7 @@ class BatchResult(list[ItemResult]):
         self.seconds = 0.0
         self.sent = 0  # requests sent (retries included)
         self.rate_limited = 0  # of them answered 429
+        self.unbilled = 0  # of them refused with an error status (nothing to pay for)
         self.notices: list[str] = []
         self._meta = _Meta(kind, index, name)
 
@@ -186,7 +188,8 @@ class BatchResult(list[ItemResult]):
             row = dict(r.value) if isinstance(r.value, dict) else {"text": r.text}
             row.update(error=r.error, tokens=r.tokens, cost=r.cost, cached=r.cached)
             records.append(row)
-        return pd.DataFrame.from_records(records, index=self._meta.index)
+        index = pd.Index(self._meta.index) if self._meta.index is not None else None
+        return pd.DataFrame(records, index=index)
 
     # -- display
 

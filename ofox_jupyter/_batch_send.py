@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._batch_plan import PreparedBatch, _Job, from_record
 from ._batch_results import BatchResult, ItemResult
-from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError, OfoxError
+from ._config import scrub
+from ._exceptions import APIError, APIStatusError, OfoxError
 from ._request import RetryPolicy
 
 if TYPE_CHECKING:
@@ -55,23 +56,23 @@ class _Sending:
         from ._client import AsyncClient
 
         started = time.monotonic()
-        progress = (
-            Progress(
-                self.batch.result, enabled=self.batch.progress, summary=self.batch.show_summary
-            )
-            if self.batch.jobs
-            else None
-        )
-        client = AsyncClient(
-            **self.batch.client_settings,
-            event_hooks={"response": [_remember]},
-            max_connections=max(self.batch.concurrency, 1),
-        )
-        # Retries are the batch's: a 429'd item is re-queued (the limiter waits and slows down),
-        # others wait as the client would; the client itself must not also wait.
-        self.retry = replace(client._core.retry, retry_rate_limited=False)
-        client._core.retry = replace(self.retry, max_retries=0)
+        progress: Progress | None = None
+        client: AsyncClient | None = None
         try:
+            client = AsyncClient(
+                **self.batch.client_settings,
+                transport=self.batch.transport,
+                event_hooks={"response": [_remember]},
+                max_connections=max(self.batch.concurrency, 1),
+            )
+            # Retries are the batch's: a 429'd item is re-queued (the limiter waits and slows
+            # down), others wait as the client would; the client itself must not also wait.
+            self.retry = replace(client._core.retry, retry_rate_limited=False)
+            client._core.retry = replace(self.retry, max_retries=0)
+            if self.batch.jobs:
+                progress = Progress(
+                    self.batch.result, enabled=self.batch.progress, summary=self.batch.show_summary
+                )
             await self._dispatch(client, progress)
         except asyncio.CancelledError:
             self.batch.result.interrupted = True
@@ -80,11 +81,10 @@ class _Sending:
         finally:
             self.batch.result.seconds = time.monotonic() - started
             self.batch.result.rate_limited = self.batch.limiter.rate_limited
-            await client.aclose()
+            if client is not None:
+                await client.aclose()
             if progress is not None:
                 progress.close()
-            if self.batch.cache is not None and self.batch.cache_option is True:
-                self.batch.cache.close()
         return self.batch.result
 
     async def _dispatch(self, client: AsyncClient, progress: Any) -> None:
@@ -123,8 +123,11 @@ class _Sending:
                     again = self._settle(job, outcome, answer)
                     if again is not None:
                         heapq.heappush(retries, (again, job.position, job))
-                    elif progress is not None:
-                        progress.update(self.batch.result[job.position])
+                        continue
+                    self.batch.copy_to_duplicates(job.position)
+                    if progress is not None:
+                        for position in (job.position, *self.batch.same_as.get(job.position, ())):
+                            progress.update(self.batch.result[position])
         finally:
             for task in running:
                 task.cancel()
@@ -140,6 +143,9 @@ class _Sending:
             ), answer
         except OfoxError as err:
             return err, answer
+        except Exception as err:  # noqa: BLE001 - one item's surprise must not end the batch
+            message = f"unexpected {type(err).__name__}: {err}"[:300]
+            return OfoxError(scrub(message), hint="please report it"), answer
 
     def _settle(self, job: _Job, outcome: Any, answer: dict[str, Any]) -> float | None:
         """Record what came back; the time to send ``job`` again, if it is to be retried."""
@@ -150,6 +156,8 @@ class _Sending:
         if not isinstance(outcome, OfoxError):
             self._answered(job, outcome)
             return None
+        if isinstance(outcome, APIStatusError):
+            self.batch.result.unbilled += 1  # refused: no completion to pay for
         if isinstance(outcome, APIStatusError) and outcome.status == 429:
             job.rate_limited += 1
             if job.rate_limited <= MAX_RATE_LIMITED:
@@ -198,7 +206,6 @@ async def _remember(response: httpx.Response) -> None:
 
 
 def _retryable(error: OfoxError) -> bool:
-    if isinstance(error, APIStatusError):
-        return error.status in (408, 409) or error.status >= 500
-    # A timeout may have reached the model (it could cost twice); a failed connection did not.
-    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
+    """As the client judged it: a 5xx or a failed connection, yes; a read error after the
+    request went out (the model may have answered: it could be paid twice), a 4xx, no."""
+    return isinstance(error, APIError) and error.retryable is True

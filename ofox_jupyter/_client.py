@@ -217,6 +217,7 @@ class _Core:
         """Seconds to wait before the next attempt; raises ``error`` when retrying is over."""
         delay = self.retry.delay(attempt, headers) if retryable else None
         if delay is None:
+            error.retryable = retryable  # a caller that retries on its own (a batch) reads it
             raise error
         _log.info("ofox: %s — retrying in %.2f s", error.message, delay)
         return delay

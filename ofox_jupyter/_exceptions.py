@@ -83,6 +83,11 @@ class RequestValidationError(OfoxError):
 class APIError(OfoxError):
     """Something went wrong talking to the API."""
 
+    #: Whether sending the request again is safe and may help, as the client judged it when it
+    #: gave up (a 5xx, a failed connection: yes; a 4xx, a read error after the request went
+    #: out: no); ``None`` when it was not judged (the error came after the response).
+    retryable: bool | None = None
+
 
 class APIStatusError(APIError):
     """The server answered with an error status.

@@ -322,10 +322,10 @@ class OfoxMagics(Magics):
             args = self.ofox_cell.parser.parse_args(shlex.split(line))
         except ValueError as err:
             raise fail(f"%%ofox options: {err}") from None
-        options, prompt, images = ask_options(self, args, cell)
         if args.map is not None:
-            run_map(self, args, options, prompt)
+            run_map(self, args, cell)
             return
+        options, prompt, images = ask_options(self, args, cell)
         if args.compare is not None:
             chat = options.chat if options.chat != "main" else COMPARE_CHAT
             compare(self, prompt, args.compare.split(","), chat, options, args.out)
@@ -344,7 +344,8 @@ class OfoxMagics(Magics):
         """%ofox models [FILTER] [--all] | history [--chat NAME] | reset [--chat NAME | --all]
         | usage | config | login | logout | export PATH [--chat NAME] | chat [--chat NAME]
         [-m MODEL] | compare [-m MODEL,MODEL…] [-t TEMP,TEMP…] | explain [QUESTION] | fix
-        [QUESTION] | code [-o NAME] | tools [add F,G | remove F] [--chat NAME]"""
+        [QUESTION] | code [-o NAME] | tools [add F,G | remove F] [--chat NAME] | record [PATH |
+        stop] | replay PATH [--fast] [--fallback-emulator] | replay stop | batch [clear]"""
         try:
             words = shlex.split(utf8_safe(line))
         except ValueError as err:

@@ -18,7 +18,6 @@ from ._messages import utf8_safe
 if TYPE_CHECKING:
     from ._batch_plan import PreparedBatch
     from ._magics import OfoxMagics
-    from ._session import AskOptions
 
 __all__ = ["BatchCommands", "map_arguments", "run_map"]
 
@@ -52,14 +51,22 @@ def map_arguments(function: Any) -> Any:
 DEFAULT_OUT = "_ofox_batch"
 
 
-def run_map(magics: OfoxMagics, args: Any, options: AskOptions, prompt: str) -> None:
+def run_map(magics: OfoxMagics, args: Any, cell: str) -> None:
     """Run the batch of a ``%%ofox --map`` cell; every failure is one line."""
-    from ._batch import _run_in_thread
     from ._batch_plan import PreparedBatch
+    from ._cell_options import ask_options
 
-    for flag, given in (("--image", args.image), ("--tools", args.tools), ("--vars", args.vars)):
+    refused = (
+        ("--image", bool(args.image), "use items that are images"),
+        ("--tools", args.tools is not None, "a batch asks, it does not run tools"),
+        ("--vars", args.vars, "{item} is its template"),
+        ("--context", args.context is not None, "each item is asked on its own"),
+        ("--compare", args.compare is not None, "compare one prompt, or map one model"),
+        ("--code", args.code, "one reply's code goes to a new cell; a batch has many"),
+    )
+    for flag, given, why in refused:
         if given:
-            raise fail(f"--map does not take {flag}: use items that are images, or one prompt")
+            raise fail(f"--map does not take {flag}: {why}")
     ns = magics.shell.user_ns if magics.shell is not None else {}
     if args.map not in ns:
         raise fail(
@@ -68,38 +75,70 @@ def run_map(magics: OfoxMagics, args: Any, options: AskOptions, prompt: str) -> 
                 hint="define it first: a list, a pandas Series or DataFrame",
             )
         )
+    options, prompt, _ = ask_options(magics, args, cell)
     session = magics.session
+    tape = magics.tape
     try:
         job = PreparedBatch(
             prompt,
             ns[args.map],
             model=options.model,
             system_prompt=options.system,
+            detail=args.detail,
             rpm=args.rpm,
             cache=not args.no_cache,
             confirm_cost=0.0 if args.yes else float(magics.batch_confirm_cost),
             client_settings=magics._client_settings(),
             model_info=session.model_info,
             params=options.params,
+            transport=tape.transport(asynchronous=True) if tape is not None else None,
         )
-        job.show_summary = False  # the result's own table follows
+    except OfoxError as err:
+        raise fail(err) from None
+    try:
+        _run(magics, job, args)
+    finally:
+        job.close()
+
+
+def _run(magics: OfoxMagics, job: PreparedBatch, args: Any) -> None:
+    from ._batch import _run_in_thread
+
+    budget = magics.session.budget
+    job.show_summary = False  # the result's own table follows
+    try:
         plan = job.prepare()
         if args.dry_run:
             _show(magics, plan)
             return
-        job.confirm(input)
-        held = _hold(session.budget, job)
+        held = _hold(budget, job)  # before the question: no "yes" to a batch then refused
     except OfoxError as err:
         raise fail(err) from None
+    result = None
     try:
+        job.confirm(input)
         result = _run_in_thread(job)
+    except OfoxError as err:
+        raise fail(err) from None
     finally:
-        spent = sum(r.cost or 0.0 for r in job.result if r.ok and not r.cached)
-        session.budget.settle(held, spent)
+        budget.settle(held, _charged(job) if result is not None else 0.0)
+    ns = magics.shell.user_ns if magics.shell is not None else {}
     ns[args.out or DEFAULT_OUT] = result
     for notice in result.notices:
         print(utf8_safe(f"ofox: {notice}"))
     _show(magics, result)
+
+
+def _charged(job: PreparedBatch) -> float:
+    """What the batch's requests may have cost: the answers' known costs, and the worst case
+    of every other request that was not refused (an answer without usage, one cut off by a
+    stop), as the budget counts a single request."""
+    result, plan = job.result, job.plan
+    fresh = [r for r in result if r.ok and not r.cached]
+    known = [r.cost for r in fresh if r.cost is not None]
+    unknown = max(0, result.sent - result.unbilled - len(known))
+    worst = plan.max_cost / plan.requests if plan and plan.requests and plan.max_cost else 0.0
+    return sum(known) + unknown * worst
 
 
 def _hold(budget: Any, job: PreparedBatch) -> float:
@@ -148,7 +187,7 @@ class BatchCommands:
         try:
             with BatchCache() as cache:
                 if words:
-                    print(f"ofox: cleared {cache.clear():,} cached batch replies ({cache.path})")
+                    print(f"ofox: cleared {cache.clear():,} cached batch replies")
                 else:
                     print(f"ofox: {len(cache):,} cached batch replies in {cache.path}")
         except Exception as err:  # noqa: BLE001 - sqlite3.Error, OSError: one line

@@ -121,7 +121,7 @@ class RateLimiter:
         self._window = _START_WINDOW  # in flight at most while no limit is known
         self._next_at = -math.inf  # when pacing lets the next request go
         self._paused_until = -math.inf
-        self._sent_times: deque[float] = deque()  # send times of the last minute
+        self._sent_times: deque[float] = deque()  # send times of the last two windows
 
     @property
     def limit(self) -> float | None:
@@ -155,7 +155,9 @@ class RateLimiter:
         """A request starts now."""
         self.in_flight += 1
         self._sent_times.append(now)
-        while self._sent_times and now - self._sent_times[0] > self.window:
+        # Two windows back: an answer counts our sends in the window before *its* request,
+        # which may have left a long time ago (a 20-second reply).
+        while self._sent_times and now - self._sent_times[0] > 2 * self.window:
             self._sent_times.popleft()
         if self.rate is not None:
             # On the grid of slots while we keep up with it (a request a little late, after a

@@ -326,3 +326,33 @@ def test_the_key_is_in_no_result_repr_or_error(emu: Emulator, cache: BatchCache)
     result = ofox_jupyter.batch("Say {item}", items, cache=cache, **keyed(emu))
     shown = repr(result) + result._repr_markdown_() + repr(list(result)) + str(result.errors)
     assert TEST_KEY not in shown
+    # ... nor in what was sent: a prompt is scrubbed of the live key, as with %%ofox --vars
+    assert all(TEST_KEY not in str(r.body) for r in chats(emu))
+    assert "********" in str(chats(emu)[-1].body)
+
+
+def test_the_same_request_twice_is_sent_once(emu: Emulator, cache: BatchCache) -> None:
+    result = ofox_jupyter.batch("Say {item}", ["a", "a", "b", "a"], cache=cache, **keyed(emu))
+    assert len(chats(emu)) == 2
+    assert [r.cached for r in result] == [False, True, False, True]
+    assert result[1].text == result[0].text == result[3].text
+    assert result[1].cost == 0.0 and result.done == 4
+    same = ofox_jupyter.batch("Say hello", ["x", "y", "z"], cache=False, **keyed(emu))
+    assert len(chats(emu)) == 3
+    assert any("no {item}" in notice for notice in same.notices)
+
+
+def test_rows_keep_their_column_types(emu: Emulator, cache: BatchCache) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"id": [1, 2], "score": [0.5, 1.5], 3: ["x", "y"]})
+    ofox_jupyter.batch(
+        "id={item.id} score={item.score} c={item[3]}", frame, cache=cache, **keyed(emu)
+    )
+    sent = [str(r.body["messages"]) for r in chats(emu) if r.body is not None]
+    assert "id=1 score=0.5 c=x" in sent[0] and "id=2 score=1.5 c=y" in sent[1]
+
+
+def test_bad_client_settings_are_one_error_before_anything_is_sent(emu: Emulator) -> None:
+    with pytest.raises(OfoxError, match="max_retries"):
+        ofox_jupyter.batch("Say {item}", ["a"], **keyed(emu, max_retries=-1))
+    assert chats(emu) == []

@@ -599,3 +599,28 @@ def test_code_from_a_reply_lands_in_a_new_cell_below(
         below = notebook.cells.nth(ran + 1)
         expect(below.locator(".jp-InputPrompt")).to_have_text("[ ]:")  # not run
         shots.save(page, "code-cell")
+
+
+def test_a_batch_shows_tqdms_bar_while_it_runs_then_its_table(
+    page: Page, lab: JupyterLab, shots: Screenshots
+) -> None:
+    """``%%ofox --map``: tqdm's widget bar counts up in the cell while the batch runs (the
+    emulator answers each item after 0.4 s), and gives way to the result's table at the end."""
+    from playwright.sync_api import expect
+
+    with screenshot_on_failure(shots, page, "batch"):
+        notebook = NotebookPage.create(page, TIMEOUT)
+        run_new_cell(notebook, LOAD)
+        run_new_cell(notebook, "words = [f'w{i} [emulator-fault: slow:0.4]' for i in range(12)]")
+        cell = notebook.append_cell("%%ofox --map words --yes --no-cache\nDefine {item}")
+        count = notebook.run(cell)
+        output = cell.locator(".jp-Cell-outputArea")
+        bar = output.locator(".widget-progress")
+        expect(bar).to_have_count(1)
+        expect(output).to_contain_text(re.compile(r"ofox batch:\s+\d+%"))
+        shots.save(page, "batch-running", cell)
+        notebook.wait_finished(cell, count)
+        expect(output).to_contain_text("12 items · 12 answered · 0 failed")
+        expect(output.locator("table")).to_have_count(1)
+        expect(bar).to_have_count(0)  # the bar gave way to the table
+        shots.save(page, "batch-done", cell)

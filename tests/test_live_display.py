@@ -255,3 +255,33 @@ def test_the_finish_shows_text_only_if_it_would_wait_too_long(recorder, size, fl
     clock.now += 0.01
     live(FinishEvent("stop"))
     assert (len(recorder.messages) > before) is flushed
+
+
+def test_old_objects_are_left_out_of_collection_only_while_a_reply_streams(recorder):
+    # A full collection of a big kernel (tens of ms) just before a deadline would make a gap
+    # over 0.5 s: while the ticker runs, what existed before is frozen, and given back after.
+    import gc
+
+    from ofox_jupyter._session import Exchange
+    from ofox_jupyter._streaming import Reply
+
+    assert gc.get_freeze_count() == 0
+    live = LiveReply("m", tick_seconds=0.05)
+    live.start()
+    try:
+        assert gc.get_freeze_count() > 0
+        live(TextDelta("some text"))
+    finally:
+        live.finish(Exchange(Reply("some text", "m", "m"), "main"))
+    assert gc.get_freeze_count() == 0
+    # Someone else's freeze is theirs: neither extended nor undone.
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        live = LiveReply("m", tick_seconds=0.05)
+        live.start()
+        live.abandon()
+        # still frozen (not undone by us); objects that died meanwhile left the count
+        assert 0 < gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()

@@ -47,7 +47,7 @@ def test_load_ext_imports_nothing_heavy(tmp_path):
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "ip = InteractiveShell.instance()\n"
         "ip.run_line_magic('load_ext', 'ofox_jupyter')\n"
-        "heavy = ['httpx', 'PIL', 'ipywidgets', 'matplotlib', 'starlette', 'uvicorn']\n"
+        "heavy = ['httpx', 'PIL', 'ipywidgets', 'matplotlib', 'starlette', 'uvicorn', 'tqdm']\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     env = dict(os.environ, OFOX_HISTORY_PATH=str(tmp_path / "h.sqlite3"))

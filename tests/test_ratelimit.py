@@ -53,6 +53,7 @@ def simulate(
     limiter: RateLimiter | None = None,
     others_per_second: float = 0.0,
     seed: int = 1,
+    sends: list[float] | None = None,
 ) -> tuple[float, int, RateLimiter]:
     """Send ``items`` requests through ``limiter`` to ``gateway`` (each answered after a random
     latency, a 429'd one sent again); returns (seconds taken, requests sent, the limiter).
@@ -69,6 +70,8 @@ def simulate(
             other_next += 1 / others_per_second
         while pending and limiter.wait(now) == 0:
             limiter.sent(now)
+            if sends is not None:
+                sends.append(now)
             sent += 1
             pending -= 1
             status, headers = gateway.receive(now)
@@ -96,6 +99,19 @@ def test_the_bench_target_two_thousand_requests_at_1200_rpm() -> None:
     assert achieved >= 0.95 * 1200, achieved
     assert gateway.refused <= 0.01 * sent, gateway.refused
     assert limiter.announced == 1200
+
+
+def test_slow_replies_over_many_minutes_still_reach_the_limit() -> None:
+    """Replies of 5-20 s, for five minutes: what the gateway counted before a request is
+    compared with what we sent before it, however long ago it was sent (a limiter that forgot
+    our sends of a minute ago would take them for someone else's and slow down)."""
+    gateway = Gateway(limit=300)
+    sends: list[float] = []
+    seconds, sent, limiter = simulate(1500, gateway, latency=(5.0, 20.0), sends=sends)
+    rate = (len(sends) - 1) / (sends[-1] - sends[0]) * 60
+    assert rate >= 0.95 * 300, rate
+    assert gateway.refused == 0
+    assert limiter._others == 0
 
 
 def test_a_team_mate_on_the_same_limit_is_left_their_share() -> None:

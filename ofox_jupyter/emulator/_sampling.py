@@ -90,7 +90,7 @@ class WordModel:
         out: list[str] = []
         used: Counter[str] = Counter()
         while len(out) < words or (out[-1] not in _END and len(out) < words + 20):
-            scored = self.ranked(before, last)
+            scored = ranked = self.ranked(before, last)
             if (frequency_penalty or presence_penalty) and used:
                 scored = sorted(
                     (
@@ -99,7 +99,7 @@ class WordModel:
                     ),
                     key=_best_first,
                 )
-            word = _draw(scored, rng, temperature, top_p)
+            word = _draw(scored, rng, temperature, top_p, keep=scored is ranked)
             out.append(word)
             if frequency_penalty or presence_penalty:
                 used[word] += 1
@@ -112,25 +112,63 @@ def _best_first(pair: tuple[float, str]) -> tuple[float, str]:
 
 
 def _draw(
-    scored: list[tuple[float, str]], rng: random.Random, temperature: float, top_p: float
+    scored: list[tuple[float, str]],
+    rng: random.Random,
+    temperature: float,
+    top_p: float,
+    *,
+    keep: bool = False,
 ) -> str:
+    """One word of ``scored`` (best first); ``keep``: ``scored`` is a context's own ranked list,
+    whose nucleus may be kept for its next draw."""
     if temperature <= 0 or len(scored) == 1:
         return scored[0][1]
-    best = scored[0][0]
-    weights = [math.exp((score - best) / temperature) for score, _ in scored]
-    total = sum(weights)
-    kept, mass = [], 0.0
-    for weight, (_, word) in zip(weights, scored, strict=True):
-        kept.append((weight, word))
-        mass += weight / total
-        if mass >= top_p:
-            break
-    pick = rng.random() * sum(weight for weight, _ in kept)
-    for weight, word in kept:
+    weights, words, total = _nucleus(scored, temperature, top_p, keep)
+    pick = rng.random() * total
+    for weight, word in zip(weights, words, strict=True):
         pick -= weight
         if pick <= 0:
             return word
-    return kept[-1][1]
+    return words[-1]
+
+
+def _nucleus(
+    scored: list[tuple[float, str]], temperature: float, top_p: float, keep: bool
+) -> tuple[list[float], list[str], float]:
+    """The candidates ``top_p`` keeps, their softmax weights at ``temperature`` and the weights'
+    sum: the same for every draw in one context, so computed once per context (the exp of
+    every candidate was most of a word's cost). A penalised list is new each time: not kept."""
+    key = (id(scored), temperature, top_p)
+    found = _NUCLEI.get(key) if keep else None
+    if found is not None and found[0] is scored:
+        return found[1]
+    best = scored[0][0]
+    all_weights = [math.exp((score - best) / temperature) for score, _ in scored]
+    whole = sum(all_weights)
+    weights: list[float] = []
+    words: list[str] = []
+    mass = 0.0
+    for weight, (_, word) in zip(all_weights, scored, strict=True):
+        weights.append(weight)
+        words.append(word)
+        mass += weight / whole
+        if mass >= top_p:
+            break
+    nucleus = (weights, words, sum(weights))
+    if keep:
+        if len(_NUCLEI) >= _NUCLEI_KEPT:
+            _NUCLEI.clear()
+        _NUCLEI[key] = (scored, nucleus)
+    return nucleus
+
+
+#: Nuclei by (ranked list, temperature, top_p); the list itself is kept with its nucleus, so an
+#: id reused by a later list never matches. Emptied when full (a few thousand contexts).
+_NUCLEI: dict[
+    tuple[int, float, float],
+    tuple[list[tuple[float, str]], tuple[list[float], list[str], float]],
+] = {}
+_NUCLEI_KEPT = 4096
 
 
 @cache
