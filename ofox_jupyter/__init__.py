@@ -120,11 +120,11 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "__version__",
+    "abatch",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
-    "abatch",
     "assistant",
     "AsyncChatStream",
     "AsyncClient",
