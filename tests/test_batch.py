@@ -356,3 +356,63 @@ def test_bad_client_settings_are_one_error_before_anything_is_sent(emu: Emulator
     with pytest.raises(OfoxError, match="max_retries"):
         ofox_jupyter.batch("Say {item}", ["a"], **keyed(emu, max_retries=-1))
     assert chats(emu) == []
+
+
+# -- hostile input: any template, any item, any cached row
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ofox_jupyter._batch_items import fill  # noqa: E402
+from ofox_jupyter._batch_plan import from_record  # noqa: E402
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+class _Hostile:
+    """An object whose every attribute and repr fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("no attributes here")
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr either")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    template=st.text(alphabet=st.sampled_from(list("{}[].item xyz_0")), max_size=40),
+    item=_values | st.just(_Hostile()),
+)
+def test_any_template_and_item_give_text_or_one_clear_error(template: str, item: Any) -> None:
+    try:
+        text = fill(template, item, 0)
+    except OfoxError as err:
+        assert "\n" not in err.one_line() and err.one_line().startswith("item 0")
+    else:
+        assert isinstance(text, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    record=st.dictionaries(
+        st.sampled_from(["text", "model", "usage", "cost", "finish_reason"]), _values
+    )
+)
+def test_any_cached_row_is_an_answer_or_asked_again(record: dict[str, Any]) -> None:
+    """A row read back (``BatchCache`` keeps only those whose text is text) becomes an answer
+    or a failure, which is asked again; never an exception."""
+    record = {**record, "text": str(record.get("text"))}
+    for expect_json in (False, True):
+        item = from_record(0, record, expect_json)
+        assert item.status in ("done", "failed")
+        assert item.cost is None or isinstance(item.cost, float)
+        assert item.usage is None or item.usage.total_tokens >= 0
+        assert item.finish_reason is None or isinstance(item.finish_reason, str)
