@@ -122,11 +122,37 @@ def _run(magics: OfoxMagics, job: PreparedBatch, args: Any) -> None:
         raise fail(err) from None
     finally:
         budget.settle(held, _charged(job) if result is not None else 0.0)
+        _record_usage(magics, job)
     ns = magics.shell.user_ns if magics.shell is not None else {}
     ns[args.out or DEFAULT_OUT] = result
     for notice in result.notices:
         print(utf8_safe(f"ofox: {notice}"))
     _show(magics, result)
+
+
+def _record_usage(magics: OfoxMagics, job: PreparedBatch) -> None:
+    """What the batch's answers used, per model, into the notebook's ``%ofox usage`` (the
+    cache's answers were counted when they were first asked)."""
+    from ._streaming import Usage
+
+    totals: dict[str, tuple[Usage, float | None, int]] = {}
+    for item in job.result:
+        if not item.ok or item.cached or item.usage is None:
+            continue
+        usage, cost, requests = totals.get(item.model or job.model, (Usage(), 0.0, 0))
+        totals[item.model or job.model] = (
+            Usage(
+                usage.prompt_tokens + item.usage.prompt_tokens,
+                usage.completion_tokens + item.usage.completion_tokens,
+                usage.total_tokens + item.usage.total_tokens,
+                usage.cached_tokens + item.usage.cached_tokens,
+                usage.reasoning_tokens + item.usage.reasoning_tokens,
+            ),
+            None if cost is None or item.cost is None else cost + item.cost,
+            requests + 1,
+        )
+    for model, (usage, cost, requests) in totals.items():
+        magics.session.record_usage(model, usage, cost, requests, job.settings.offline)
 
 
 def _charged(job: PreparedBatch) -> float:

@@ -718,22 +718,9 @@ class NotebookSession:
         info = self.model_info(reply.model) or self.model_info(reply.requested_model)
         exchange.cost = info.cost(reply.usage) if info and reply.usage else None
         self.budget.settle(held, exchange.cost)  # no usage reported: the worst case counts
-        usage = reply.usage
-        if usage is not None:
-            # Offline replies cost nothing: counted apart, never mixed with real spend.
-            model = f"{reply.model} (offline)" if reply.offline else reply.model
-            cost, requests = exchange.cost, exchange.requests  # cost at list price
-            self._write(
-                lambda store: store.add_usage(
-                    self.notebook,
-                    model,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    cost,
-                    requests=requests,
-                    cached=usage.cached_tokens,
-                    reasoning=usage.reasoning_tokens,
-                )
+        if reply.usage is not None:  # cost at list price
+            self.record_usage(
+                reply.model, reply.usage, exchange.cost, exchange.requests, reply.offline
             )
         has_content = bool(reply.text or exchange.replies)
         if options.history and (exchange.status == "complete" or has_content):
@@ -775,6 +762,25 @@ class NotebookSession:
             raise Interrupted(exchange)
 
     # -- reports
+
+    def record_usage(
+        self, model: str, usage: Usage, cost: float | None, requests: int, offline: bool
+    ) -> None:
+        """Add to this notebook's ``%ofox usage`` (a turn's, or a batch's per model)."""
+        # Offline replies cost nothing: counted apart, never mixed with real spend.
+        label = f"{model} (offline)" if offline else model
+        self._write(
+            lambda store: store.add_usage(
+                self.notebook,
+                label,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                cost,
+                requests=requests,
+                cached=usage.cached_tokens,
+                reasoning=usage.reasoning_tokens,
+            )
+        )
 
     def usage_rows(self) -> list[tuple[str, int, int, float | None, int, int, int]]:
         """(model, tokens in, tokens out, cost, requests, cached tokens, reasoning tokens)."""

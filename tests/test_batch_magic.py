@@ -156,3 +156,20 @@ def test_detail_goes_to_every_image(ip: Any, emu: Emulator) -> None:
     assert body is not None
     parts = body["messages"][-1]["content"]
     assert [p["image_url"]["detail"] for p in parts if p["type"] == "image_url"] == ["low"]
+
+
+def test_a_batch_counts_in_the_notebooks_usage(
+    ip: Any, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.user_ns["words"] = ["x", "y", "z"]
+    ip.run_cell_magic("ofox", "--map words --yes -m openai/gpt-4o", "Define {item}")
+    ip.run_cell_magic("ofox", "--map words --yes -m openai/gpt-4o", "Define {item}")  # cached
+    capsys.readouterr()
+    ip.run_line_magic("ofox", "usage")
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "openai/gpt-4o" in line)
+    tokens = ip.user_ns["_ofox_batch"].tokens
+    assert " 3 " in f" {row} "  # three requests: the cached re-run sent nothing
+    result = ip.user_ns["_ofox_batch"]
+    prompt = sum(r.usage.prompt_tokens for r in result if r.usage)
+    assert f"{prompt:,}" in row and tokens > prompt
