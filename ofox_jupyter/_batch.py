@@ -26,6 +26,7 @@ from typing import Any
 from ._batch_plan import PreparedBatch
 from ._batch_results import BatchPlan, BatchResult
 from ._batch_send import TICK, send
+from ._exceptions import OfoxError
 
 __all__ = ["abatch", "batch"]
 
@@ -79,9 +80,42 @@ _DOC = """
     """
 
 
+#: What a batch passes on to every request (the rest of build_chat_body's are its own).
+_REQUEST_OPTIONS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "stop",
+        "seed",
+        "tool_choice",
+        "response_format",
+        "provider",
+        "n",
+        "user",
+        "extra_body",
+    }
+)
+_BATCH_OPTIONS = frozenset(
+    {"model", "system", "system_prompt", "images", "detail", "concurrency", "rpm", "cache"}
+    | {"json", "schema", "progress", "confirm_cost", "dry_run", "ask"}
+    | {"api_key", "base_url", "timeout", "max_retries"}
+)
+
+
 def _batch(
     prompt: str, items: Any, options: dict[str, Any]
 ) -> tuple[PreparedBatch, bool, Callable[[str], str] | None]:
+    unknown = sorted(set(options) - _BATCH_OPTIONS - _REQUEST_OPTIONS)
+    if unknown:
+        known = ", ".join(sorted(_BATCH_OPTIONS - {"ask", "system_prompt"}))
+        raise OfoxError(
+            f"batch() has no option {unknown[0]!r}"
+            + (" (a batch sends its own messages, never streamed)" if unknown[0] in _OWN else ""),
+            hint=f"its own: {known}; and any request field such as temperature or max_tokens",
+        )
     dry_run = bool(options.pop("dry_run", False))
     ask = options.pop("ask", input)
     settings: dict[str, Any] = {
@@ -101,6 +135,9 @@ def _batch(
         dry_run,
         ask,
     )
+
+
+_OWN = frozenset({"messages", "stream", "stream_options", "tools", "include_usage"})
 
 
 def batch(prompt: str, items: Any, **options: Any) -> BatchResult | BatchPlan:

@@ -32,7 +32,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replies ("
     " key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
 )
-_BUSY_MS = 5000
+#: How long a write waits for another writer (another kernel's batch) before giving up.
+_BUSY_MS = 500
 _IN_QUERY = 500  # keys per SELECT … IN (…), below SQLite's variable limit
 
 

@@ -15,14 +15,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._config import scrub
 from ._context import bounded, describe
 from ._exceptions import OfoxError
 
-__all__ = ["Items", "fill", "is_image", "items_of", "label_of"]
+__all__ = ["Items", "check_template", "fill", "has_fields", "is_image", "items_of", "label_of"]
 
 _FIELD = re.compile(
     r"\{\{|\}\}|\{item(?:\.(?P<attr>[A-Za-z_][A-Za-z0-9_]*)|\[(?P<key>[^\[\]{}]+)\])?\}"
 )
+#: Something meant as a field that is not one: ``{item!r}``, ``{item:>5}``, ``{item.name }``.
+_NEAR = re.compile(r"\{item(?=[!:.\[\s])[^{}]*\}")
 #: What one field may bring into a prompt (a huge value is cut, with a note of what was cut).
 FIELD_BUDGET = 4000
 #: File names sent as images when an item is a path (a ``pathlib.Path``; a ``str`` is text).
@@ -31,13 +34,13 @@ _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", "
 
 @dataclass(frozen=True)
 class Items:
-    """The items of a batch, as a list, and where they came from: ``index`` is the pandas index
-    (a list of labels) when the input was pandas, else ``None``; ``kind`` is ``"list"``,
-    ``"series"`` or ``"frame"``."""
+    """The items of a batch, as a list, and where they came from: ``index`` is the pandas
+    ``Index`` (names and levels kept) when the input was pandas, else ``None``; ``kind`` is
+    ``"list"``, ``"series"`` or ``"frame"``."""
 
     values: list[Any]
     kind: str = "list"
-    index: list[Any] | None = None
+    index: Any = None
     #: The Series' name or the DataFrame's columns (to name the result columns after them).
     name: Any = None
 
@@ -47,6 +50,23 @@ def _pandas(value: object, name: str) -> bool:
     return kind.__module__.split(".")[0] == "pandas" and kind.__name__ == name
 
 
+def check_template(template: str) -> None:
+    """Refuse what looks like a field but is not one (else every item would get the same
+    prompt, with the braces in it)."""
+    plain = template.replace("{{", "\0\0").replace("}}", "\0\0")
+    for match in _NEAR.finditer(plain):
+        if not _FIELD.fullmatch(match.group(0)):
+            raise OfoxError(
+                f"{match.group(0)} in the prompt is not a field",
+                hint="write {item}, {item.name} or {item[key]} ({{ and }} for literal braces)",
+            )
+
+
+def has_fields(template: str) -> bool:
+    """Whether the template takes anything from its item."""
+    return any(m.group(0) not in ("{{", "}}") for m in _FIELD.finditer(template))
+
+
 def items_of(items: Any) -> Items:
     """Check and list ``items``; something that is not a collection of items is one clear
     :class:`OfoxError`."""
@@ -54,9 +74,9 @@ def items_of(items: Any) -> Items:
         # As dicts of Python values: iterrows() would make each row one Series of one dtype
         # (an int id beside a float column would be sent as "1.0").
         rows = items.to_dict("records")
-        return Items(rows, "frame", list(items.index), list(items.columns))
+        return Items(rows, "frame", items.index, list(items.columns))
     if _pandas(items, "Series"):
-        return Items(list(items.tolist()), "series", list(items.index), items.name)
+        return Items(list(items.tolist()), "series", items.index, items.name)
     if isinstance(items, (str, bytes, bytearray)):
         raise OfoxError(
             f"items is one {type(items).__name__}, not a collection of items",
@@ -77,7 +97,9 @@ def items_of(items: Any) -> Items:
     try:
         return Items(list(items))
     except Exception as err:  # noqa: BLE001 - the user's iterable: any failure is theirs
-        raise OfoxError(f"items could not be listed ({type(err).__name__}: {err})"[:300]) from None
+        raise OfoxError(
+            scrub(f"items could not be listed ({type(err).__name__}: {err})")[:300]
+        ) from None
 
 
 def is_image(value: object) -> bool:
@@ -125,15 +147,18 @@ def _field(item: Any, name: str, token: str, position: int) -> Any:
             for key in item.keys():  # a column named by a number: {item[3]}
                 if not isinstance(key, str) and str(key) == name:
                     return item[key]
+        elif isinstance(item, (list, tuple)) and name.lstrip("-").isdigit():
+            if -len(item) <= int(name) < len(item):  # a pair from list(d.items()): {item[0]}
+                return item[int(name)]
         elif not name.startswith("_") and hasattr(item, name):
             return getattr(item, name)
     except Exception as err:  # noqa: BLE001 - the user's object: any failure is theirs
         raise OfoxError(
-            f"item {position}: {token} failed ({type(err).__name__}: {err})"[:300]
+            scrub(f"item {position}: {token} failed ({type(err).__name__}: {err})")[:300]
         ) from None
-    have = _names(item)
+    have = scrub(_names(item))
     raise OfoxError(
-        f"item {position} has no {name!r} for {token}",
+        f"item {position} has no {scrub(name)!r} for {scrub(token)}",
         hint=f"it has: {have}" if have else "use {item} for the whole item",
     )
 
@@ -163,7 +188,9 @@ def _text(value: Any, position: int) -> str:
         return describe(value, FIELD_BUDGET)
     except Exception as err:  # noqa: BLE001 - the user's object: any failure is theirs
         raise OfoxError(
-            f"item {position} could not be turned into text ({type(err).__name__}: {err})"[:300],
+            scrub(f"item {position} could not be turned into text ({type(err).__name__}: {err})")[
+                :300
+            ],
             hint="give it a __repr__ that works, or pass strings",
         ) from None
 

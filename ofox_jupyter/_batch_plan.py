@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._batch_items import fill, is_image, items_of
+from ._batch_items import FIELD_BUDGET, check_template, fill, has_fields, is_image, items_of
 from ._batch_results import BatchPlan, BatchResult, ItemResult
 from ._budget import DEFAULT_REPLY_TOKENS
 from ._config import DEFAULT_MODEL, resolve_settings, scrub
@@ -21,7 +21,7 @@ from ._conversation import estimate_tokens
 from ._exceptions import OfoxError
 from ._messages import Message, system, user
 from ._ratelimit import RateLimiter
-from ._request import build_chat_body, check_ranges
+from ._request import build_chat_body
 
 if TYPE_CHECKING:
     from ._batch_cache import BatchCache
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AUTO_CONCURRENCY", "DEFAULT_CONFIRM_COST", "PreparedBatch", "from_record"]
 
+#: How a value cut to its budget ends (``_context.bounded``).
+_CUT = "… (truncated, "
 #: A batch that could cost more than this (USD) asks before it sends (``confirm_cost``).
 DEFAULT_CONFIRM_COST = 1.0
 #: Requests under way at once with ``concurrency="auto"`` (the pace is the limiter's): httpx's
@@ -74,10 +76,25 @@ class PreparedBatch:
     ) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise OfoxError("the prompt is empty", hint="e.g. batch('Label: {item}', items)")
+        self.client_settings = dict(client_settings or {})
+        # Every client setting checked now (one line), not when the first request goes out;
+        # and the key is live from here on, so scrub() takes it out of prompts and errors.
+        try:
+            self.settings = resolve_settings(
+                self.client_settings.get("api_key"),
+                self.client_settings.get("base_url"),
+                timeout=self.client_settings.get("timeout"),
+                max_retries=_whole(self.client_settings.get("max_retries", 2), "max_retries"),
+            )
+        except (TypeError, ValueError) as err:
+            raise OfoxError(f"client settings: {err}"[:300]) from None
+        check_template(prompt)
         self.prompt = prompt
         self.items = items_of(items)
         self.model = model or DEFAULT_MODEL
-        self.system_prompt = system_prompt
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise OfoxError(f"system must be text, not a {type(system_prompt).__name__}")
+        self.system_prompt = scrub(system_prompt) if system_prompt else None
         self.detail = detail
         self.images = _per_item_images(images, len(self.items.values))
         if concurrency == "auto":
@@ -88,6 +105,8 @@ class PreparedBatch:
             raise OfoxError(
                 f'concurrency must be "auto" or a whole number ≥ 1, not {concurrency!r}'
             )
+        if rpm is not None and (not isinstance(rpm, (int, float)) or isinstance(rpm, bool)):
+            raise OfoxError(f"rpm must be a number of requests a minute, not {rpm!r}"[:200])
         try:
             self.limiter = RateLimiter(rpm=rpm, max_in_flight=self.concurrency)
         except ValueError as err:
@@ -97,18 +116,26 @@ class PreparedBatch:
         if response_format is not None:
             self.params["response_format"] = response_format
         self.expect_json = "response_format" in self.params
-        check_ranges(self.params)
+        try:  # every request's options checked once, on a body with a stand-in prompt
+            build_chat_body(model=self.model, messages=[user("-")], stream=False, **self.params)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, OfoxError):
+                raise
+            raise OfoxError(f"request options: {err}"[:300]) from None
+        from ._batch_cache import BatchCache
+
+        if not isinstance(cache, (bool, BatchCache)):
+            raise OfoxError(f"cache must be True, False or a BatchCache, not {cache!r}"[:200])
         self.cache_option = cache
         self.progress = progress
+        if confirm_cost is not None and not (
+            isinstance(confirm_cost, (int, float))
+            and not isinstance(confirm_cost, bool)
+            and math.isfinite(confirm_cost)
+            and confirm_cost >= 0
+        ):
+            raise OfoxError(f"confirm_cost must be USD ≥ 0, not {confirm_cost!r}"[:200])
         self.confirm_cost = DEFAULT_CONFIRM_COST if confirm_cost is None else confirm_cost
-        self.client_settings = dict(client_settings or {})
-        # Every client setting checked now (one line), not when the first request goes out.
-        self.settings = resolve_settings(
-            self.client_settings.get("api_key"),
-            self.client_settings.get("base_url"),
-            timeout=self.client_settings.get("timeout"),
-            max_retries=self.client_settings.get("max_retries", 2),
-        )
         #: How the batch's client reaches the API (the magic's record/replay tape), if not httpx's.
         self.transport = transport
         self._model_info = model_info
@@ -116,7 +143,9 @@ class PreparedBatch:
         self.jobs: list[_Job] = []
         #: Items whose request is the same as an earlier item's: answered by its answer.
         self.same_as: dict[int, list[int]] = {}
+        self.cut = 0  # items with a field cut to FIELD_BUDGET
         self.cache: BatchCache | None = None
+        self._opened: BatchCache | None = None  # the cache this batch opened (and closes)
         self.result = BatchResult(
             [ItemResult(i) for i in range(len(self.items.values))],
             model=self.model,
@@ -138,6 +167,7 @@ class PreparedBatch:
         # prompt, as %%ofox --vars does) say where the requests go, for the cache keys.
         endpoint = "offline" if self.settings.offline else self.settings.shown_url
         self.cache = self._open_cache()
+        self.result.caching = self.cache is not None
         failures: list[tuple[int, str]] = []
         for position, item in enumerate(self.items.values):
             try:
@@ -150,6 +180,16 @@ class PreparedBatch:
             raise OfoxError(failures[0][1])
         for position, message in failures:
             self.result[position] = ItemResult(position, "failed", error=message)
+        if self.cut:
+            self.result.notices.append(
+                f"{self.cut:,} item{'s' * (self.cut != 1)} had a field over "
+                f"{FIELD_BUDGET:,} characters: cut there (its prompt says how much more)"
+            )
+        if self.items.index is not None and not self.items.index.is_unique:
+            self.result.notices.append(
+                "the input's index has repeated labels: join the results by position "
+                "(pd.concat([frame, result.to_frame()], axis=1)), not by label"
+            )
         self._merge_duplicates()
         self._answer_from_cache()
         self.info = self._lookup_model() if self.jobs else None
@@ -158,9 +198,9 @@ class PreparedBatch:
 
     def close(self) -> None:
         """Close the cache this batch opened (one passed in stays open)."""
-        if self.cache is not None and self.cache_option is True:
-            self.cache.close()
-            self.cache = None
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()
 
     def _merge_duplicates(self) -> None:
         """One request for items whose requests are the same (a repeated item, or a template
@@ -173,7 +213,7 @@ class PreparedBatch:
                 kept.append(job)
             else:
                 self.same_as.setdefault(earlier.position, []).append(job.position)
-        if len(kept) == 1 < len(self.jobs) and "{item" not in self.prompt:
+        if len(kept) == 1 < len(self.jobs) and not has_fields(self.prompt):
             self.result.notices.append(
                 "the prompt has no {item}: every item got the same request, sent once"
             )
@@ -184,7 +224,7 @@ class PreparedBatch:
         answered = self.result[position]
         for other in self.same_as.get(position, ()):
             self.result[other] = replace(
-                answered, position=other, cost=0.0 if answered.ok else None, cached=answered.ok
+                answered, position=other, cost=0.0 if answered.ok else None, same_as=position
             )
 
     def _open_cache(self) -> BatchCache | None:
@@ -195,13 +235,20 @@ class PreparedBatch:
         if not isinstance(self.cache_option, bool):
             return self.cache_option
         try:
-            return BatchCache()
+            self._opened = BatchCache()
+            return self._opened
         except Exception as err:  # noqa: BLE001 - sqlite3.Error, OSError: go on without it
-            self.result.notices.append(f"no batch cache ({type(err).__name__}: {err})"[:200])
+            path = _cache_path()
+            self.result.notices.append(
+                f"no batch cache: {path} could not be used ({type(err).__name__}: {err}); "
+                "%ofox batch clear starts it afresh"[:300]
+            )
             return None
 
     def _job(self, position: int, item: Any, endpoint: str) -> _Job:
         text = scrub(fill(self.prompt, item, position))
+        if _CUT in text and _CUT not in self.prompt:
+            self.cut += 1
         if self.expect_json and "json" not in text.lower():
             text += "\n\n(Reply in JSON.)"  # OpenAI-family models refuse JSON mode otherwise
         parts = []
@@ -296,6 +343,21 @@ class PreparedBatch:
             raise OfoxError(f"{worry}, and there is no one to ask ({err})", hint=hint) from None
         if answer.strip().lower() not in ("y", "yes"):
             raise OfoxError("batch not sent", hint=hint)
+
+
+def _cache_path() -> str:
+    from ._batch_cache import default_cache_path
+
+    try:
+        return str(default_cache_path())
+    except Exception:  # noqa: BLE001 - only for a message
+        return "the batch cache"
+
+
+def _whole(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    return value
 
 
 def from_record(

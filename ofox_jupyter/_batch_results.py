@@ -20,8 +20,8 @@ _CELL = 80
 class ItemResult:
     """One item's answer. ``status``: ``"done"``, ``"failed"`` (``error`` says why, in one
     line) or ``"not run"`` (the batch was stopped first). ``value`` is the parsed JSON when
-    JSON was asked for; ``cached``: nothing was sent for it (the answer came from the cache,
-    or from an earlier item of the batch that asked exactly the same)."""
+    JSON was asked for; ``cached``: answered from the cache, nothing sent; ``same_as``: the
+    earlier item whose request was exactly the same (its answer, nothing sent, cost 0)."""
 
     position: int
     status: str = "not run"
@@ -33,6 +33,8 @@ class ItemResult:
     error: str | None = None
     cached: bool = False
     finish_reason: str | None = None
+    #: The earlier item that asked exactly the same: its answer, nothing sent for this one.
+    same_as: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -83,7 +85,7 @@ class BatchPlan:
 @dataclass(eq=False)
 class _Meta:
     kind: str = "list"
-    index: list[Any] | None = None
+    index: Any = None
     name: Any = None
 
 
@@ -97,12 +99,16 @@ class BatchResult(list[ItemResult]):
         *,
         model: str = "",
         kind: str = "list",
-        index: list[Any] | None = None,
+        index: Any = None,
         name: Any = None,
     ) -> None:
         super().__init__(results)
         self.model = model
         self.interrupted = False
+        #: Answers are written to a cache (so an interrupted batch continues from there).
+        self.caching = True
+        #: Why the batch stopped sending before its end (a key the gateway refused), if it did.
+        self.stopped_because: str | None = None
         self.seconds = 0.0
         self.sent = 0  # requests sent (retries included)
         self.rate_limited = 0  # of them answered 429
@@ -140,6 +146,9 @@ class BatchResult(list[ItemResult]):
         parts = [f"{len(self):,} item{'s' * (len(self) != 1)}", f"{self.done:,} answered"]
         if self.from_cache:
             parts[-1] += f" ({self.from_cache:,} from the cache)"
+        repeated = sum(r.same_as is not None for r in self if r.ok)
+        if repeated:
+            parts[-1] += f" ({repeated:,} the same request as an earlier item)"
         parts.append(f"{len(self.failed):,} failed")
         not_run = sum(r.status == "not run" for r in self)
         if not_run:
@@ -148,8 +157,16 @@ class BatchResult(list[ItemResult]):
         cost = self.cost
         parts.append(format_usd(cost) if cost is not None else "cost unknown")
         line = " · ".join(parts)
-        if self.interrupted:
-            line += " — interrupted: run it again to continue (answered items are cached)"
+        if self.stopped_because:
+            line += f" — stopped: {self.stopped_because}"
+        elif self.interrupted:
+            line += " — interrupted: " + (
+                "run it again to continue (answered items are cached)"
+                if self.caching
+                else "the items not run were not sent"
+            )
+        elif self and not self.done and self.failed:
+            line += f" — every item failed; the first: {self.failed[0].error}"
         return line
 
     def summary_bundle(self) -> dict[str, str]:
@@ -179,17 +196,21 @@ class BatchResult(list[ItemResult]):
         return self._column([r.error for r in self], "error")
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per item (the input's index when it was pandas): the
-        fields of JSON-object replies as columns (else ``text``), then ``error``, ``tokens``,
-        ``cost`` and ``cached``. Imports pandas."""
+        """A pandas DataFrame, one row per item (the input's index, names and levels kept,
+        when it was pandas): the fields of JSON-object replies as columns (else ``text``), then
+        ``error``, ``tokens``, ``cost`` and ``cached`` — named ``ofox_error`` … when a reply has
+        a field of that name, which is kept. Imports pandas."""
         pd = _pandas()
+        own = ("error", "tokens", "cost", "cached")
+        values = [r.value if isinstance(r.value, dict) else {"text": r.text} for r in self]
+        clash = any(name in value for value in values for name in own)
         records = []
-        for r in self:
-            row = dict(r.value) if isinstance(r.value, dict) else {"text": r.text}
-            row.update(error=r.error, tokens=r.tokens, cost=r.cost, cached=r.cached)
+        for r, value in zip(self, values, strict=True):
+            row = dict(value)
+            for name, data in zip(own, (r.error, r.tokens, r.cost, r.cached), strict=True):
+                row[f"ofox_{name}" if clash else name] = data
             records.append(row)
-        index = pd.Index(self._meta.index) if self._meta.index is not None else None
-        return pd.DataFrame(records, index=index)
+        return pd.DataFrame(records, index=self._meta.index)
 
     # -- display
 

@@ -74,6 +74,11 @@ class _Sending:
                     self.batch.result, enabled=self.batch.progress, summary=self.batch.show_summary
                 )
             await self._dispatch(client, progress)
+            reason = self.batch.result.stopped_because
+            if reason:
+                for position, item in enumerate(self.batch.result):
+                    if item.status == "not run":
+                        self.batch.result[position] = ItemResult(position, "failed", error=reason)
         except asyncio.CancelledError:
             self.batch.result.interrupted = True
             if not keep_on_cancel:
@@ -93,6 +98,8 @@ class _Sending:
         running: dict[asyncio.Task[tuple[Any, dict[str, Any]]], _Job] = {}
         try:
             while pending or retries or running:
+                if self.batch.result.stopped_because:
+                    break  # the gateway refused the key: every other request would fail too
                 if self.batch.stop.is_set():
                     self.batch.result.interrupted = True
                     break
@@ -158,6 +165,8 @@ class _Sending:
             return None
         if isinstance(outcome, APIStatusError):
             self.batch.result.unbilled += 1  # refused: no completion to pay for
+            if outcome.status in (401, 403):
+                self.batch.result.stopped_because = outcome.one_line()
         if isinstance(outcome, APIStatusError) and outcome.status == 429:
             job.rate_limited += 1
             if job.rate_limited <= MAX_RATE_LIMITED:
@@ -192,10 +201,12 @@ class _Sending:
             try:
                 self.batch.cache.put(job.key, record)
             except Exception as err:  # noqa: BLE001 - disk full, locked: the batch goes on
-                if not self.batch.result.notices:
-                    self.batch.result.notices.append(
-                        f"not cached ({type(err).__name__}: {err})"[:200]
-                    )
+                # Once is enough: a locked file would hold up every answer by its timeout.
+                self.batch.cache = None
+                self.batch.result.caching = False
+                self.batch.result.notices.append(
+                    f"not cached from item {job.position} on ({type(err).__name__}: {err})"[:200]
+                )
 
 
 async def _remember(response: httpx.Response) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import keyword
 import os
 from collections import ChainMap
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ def ask_options(
     prompt = cell.strip("\n")
     if not prompt.strip():
         raise fail("the cell is empty: write your prompt below %%ofox")
-    if args.out is not None and not args.out.isidentifier():
+    if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
         raise fail(f"-o needs a variable name, not {args.out!r}")
     if not args.chat or not args.chat.strip():
         raise fail("--chat needs a name")

@@ -11,6 +11,7 @@ a client or a traceback's locals can be printed without leaking it.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import unicodedata
 import weakref
@@ -159,9 +160,23 @@ class Timeouts:
         if value is None:
             return cls()
         if isinstance(value, Timeouts):
-            return value
-        seconds = float(value)
-        return cls(connect=seconds, first_byte=seconds, between_chunks=seconds, write=seconds)
+            timeouts = value
+        else:
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"timeout must be seconds or a Timeouts, not {value!r}"[:200]
+                ) from None
+            timeouts = cls(seconds, seconds, seconds, seconds)
+        for name in ("connect", "first_byte", "between_chunks", "write"):
+            phase = getattr(timeouts, name)
+            if not isinstance(phase, (int, float)) or not math.isfinite(phase) or phase <= 0:
+                # A socket refuses these only when the first request goes out, with a traceback.
+                raise ConfigError(
+                    f"timeout {name} must be a positive number of seconds, not {phase!r}"
+                )
+        return timeouts
 
 
 @dataclass(frozen=True)

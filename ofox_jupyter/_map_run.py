@@ -9,6 +9,7 @@ The session's budget (``OfoxMagics.max_cost``) holds the batch's worst case befo
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from ._cell_options import fail
@@ -195,8 +196,17 @@ def _show(magics: OfoxMagics, value: Any) -> None:
         from IPython.display import display
 
         display({"text/markdown": value._repr_markdown_(), "text/plain": repr(value)}, raw=True)
-    else:
-        print(value.summary())
+        return
+    print(value.summary())
+    failed = getattr(value, "failed", [])
+    for item in failed[:_FAILURES_SHOWN]:  # in a terminal there is no table to read them in
+        print(f"  item {item.position}: {item.error}")
+    if len(failed) > _FAILURES_SHOWN:
+        print(f"  … {len(failed) - _FAILURES_SHOWN:,} more failed (see .errors)")
+
+
+#: Failures a terminal lists under the summary.
+_FAILURES_SHOWN = 5
 
 
 class BatchCommands:
@@ -217,4 +227,23 @@ class BatchCommands:
                 else:
                     print(f"ofox: {len(cache):,} cached batch replies in {cache.path}")
         except Exception as err:  # noqa: BLE001 - sqlite3.Error, OSError: one line
+            if words and isinstance(err, sqlite3.DatabaseError):
+                _start_afresh(err)
+                return
             raise fail(f"%ofox batch: the cache could not be opened ({err})") from None
+
+
+def _start_afresh(err: Exception) -> None:
+    """``%ofox batch clear`` on a file that is not a cache (damaged): remove it, and its
+    journal, so that the next batch starts a new one."""
+    from ._batch_cache import default_cache_path
+
+    path = default_cache_path()
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    except OSError as gone:
+        raise fail(
+            f"%ofox batch clear: {path} is damaged ({err}) and could not be removed ({gone})"
+        ) from None
+    print(f"ofox: {path} was damaged ({err}): removed; the next batch starts a new cache")

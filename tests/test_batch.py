@@ -334,7 +334,8 @@ def test_the_key_is_in_no_result_repr_or_error(emu: Emulator, cache: BatchCache)
 def test_the_same_request_twice_is_sent_once(emu: Emulator, cache: BatchCache) -> None:
     result = ofox_jupyter.batch("Say {item}", ["a", "a", "b", "a"], cache=cache, **keyed(emu))
     assert len(chats(emu)) == 2
-    assert [r.cached for r in result] == [False, True, False, True]
+    assert [r.same_as for r in result] == [None, 0, None, 0]
+    assert not any(r.cached for r in result)
     assert result[1].text == result[0].text == result[3].text
     assert result[1].cost == 0.0 and result.done == 4
     same = ofox_jupyter.batch("Say hello", ["x", "y", "z"], cache=False, **keyed(emu))
