@@ -28,7 +28,8 @@ _FIELD = re.compile(
 _NEAR = re.compile(r"\{item(?=[!:.\[\s])[^{}]*\}")
 #: What one field may bring into a prompt (a huge value is cut, with a note of what was cut).
 FIELD_BUDGET = 4000
-#: File names sent as images when an item is a path (a ``pathlib.Path``; a ``str`` is text).
+#: File names sent as images when an item is a path (a ``pathlib.Path``, or a ``str`` naming an
+#: existing file).
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
 
@@ -104,7 +105,8 @@ def items_of(items: Any) -> Items:
 
 def is_image(value: object) -> bool:
     """Whether ``value`` goes to the model as an image rather than as text: a PIL image, a
-    matplotlib figure, ``IPython.display.Image``, bytes, or a ``pathlib.Path`` to an image file."""
+    matplotlib figure, ``IPython.display.Image``, bytes, a ``pathlib.Path`` to an image file, or
+    a string that is the path of an existing image file."""
     module = type(value).__module__
     if module.startswith("PIL.") or (
         module.startswith("matplotlib.") and hasattr(value, "savefig")
@@ -114,12 +116,21 @@ def is_image(value: object) -> bool:
         return True
     if isinstance(value, os.PathLike) and not isinstance(value, str):
         return os.path.splitext(os.fspath(value))[1].lower() in _IMAGE_SUFFIXES
+    if isinstance(value, str):
+        # A list of image file names is a list of images: a string that names an existing
+        # image file is sent as the image (any other string is text).
+        return (
+            len(value) < 4096
+            and "\n" not in value
+            and os.path.splitext(value)[1].lower() in _IMAGE_SUFFIXES
+            and os.path.isfile(value)
+        )
     return module.startswith("IPython.") and type(value).__name__ == "Image"
 
 
 def label_of(value: object, position: int) -> str:
     """How an image item is named in the prompt: its file name, else ``image N`` (from 1)."""
-    if isinstance(value, os.PathLike):
+    if isinstance(value, (str, os.PathLike)):
         return os.path.basename(os.fspath(value)) or f"image {position + 1}"
     return f"image {position + 1}"
 

@@ -417,3 +417,26 @@ def test_any_cached_row_is_an_answer_or_asked_again(record: dict[str, Any]) -> N
         assert item.cost is None or isinstance(item.cost, float)
         assert item.usage is None or item.usage.total_tokens >= 0
         assert item.finish_reason is None or isinstance(item.finish_reason, str)
+
+
+def test_image_file_names_are_sent_as_images(
+    emu: Emulator, cache: BatchCache, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    paths = []
+    for name, colour in (("red.png", "red"), ("blue.jpg", "blue")):
+        Image.new("RGB", (30, 20), colour).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    items = [*paths, str(tmp_path / "missing.png"), "just text.png"]
+    result = ofox_jupyter.batch(
+        "Describe {item}", items, model="openai/gpt-4o", cache=cache, **keyed(emu)
+    )
+    assert [r.status for r in result] == ["done", "done", "done", "done"]
+    sent = [r.body["messages"][-1]["content"] for r in chats(emu) if r.body is not None]
+    kinds = [
+        [part["type"] for part in content] if isinstance(content, list) else ["text"]
+        for content in sent
+    ]
+    assert kinds[:2] == [["text", "image_url"], ["text", "image_url"]]
+    assert kinds[2:] == [["text"], ["text"]]  # no such file: the name is text
