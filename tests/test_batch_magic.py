@@ -173,3 +173,25 @@ def test_a_batch_counts_in_the_notebooks_usage(
     result = ip.user_ns["_ofox_batch"]
     prompt = sum(r.usage.prompt_tokens for r in result if r.usage)
     assert f"{prompt:,}" in row and tokens > prompt
+
+
+def test_a_batch_is_recorded_and_replayed_like_any_cell(
+    ip: Any, emu: Emulator, tmp_path: Any
+) -> None:
+    recording = tmp_path / "lesson.ofox-recording.jsonl"
+    ip.user_ns["words"] = ["x", "y"]
+    ip.run_line_magic("ofox", f"record {recording}")
+    ip.run_cell_magic("ofox", "--map words --yes --no-cache -o first", "Define {item}")
+    ip.run_line_magic("ofox", "record stop")
+    assert len(chats(emu)) == 2
+    assert (
+        recording.read_text().count('"/chat/completions"') >= 2
+        or "chat/completions" in recording.read_text()
+    )
+    ip.run_line_magic("ofox", f"replay {recording} --fast")
+    try:
+        ip.run_cell_magic("ofox", "--map words --yes --no-cache -o again", "Define {item}")
+    finally:
+        ip.run_line_magic("ofox", "replay stop")
+    assert len(chats(emu)) == 2  # nothing more reached the emulator
+    assert [r.text for r in ip.user_ns["again"]] == [r.text for r in ip.user_ns["first"]]
