@@ -184,10 +184,7 @@ def test_a_batch_is_recorded_and_replayed_like_any_cell(
     ip.run_cell_magic("ofox", "--map words --yes --no-cache -o first", "Define {item}")
     ip.run_line_magic("ofox", "record stop")
     assert len(chats(emu)) == 2
-    assert (
-        recording.read_text().count('"/chat/completions"') >= 2
-        or "chat/completions" in recording.read_text()
-    )
+    assert recording.read_text().count("chat/completions") >= 2  # both requests were recorded
     ip.run_line_magic("ofox", f"replay {recording} --fast")
     try:
         ip.run_cell_magic("ofox", "--map words --yes --no-cache -o again", "Define {item}")
