@@ -6,7 +6,6 @@ request looked up in the cache, the catalog's prices read, the cost estimated an
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -14,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._batch_items import FIELD_BUDGET, check_template, fill, has_fields, is_image, items_of
-from ._batch_results import BatchPlan, BatchResult, ItemResult
+from ._batch_results import BatchPlan, BatchResult, ItemResult, from_record
 from ._budget import DEFAULT_REPLY_TOKENS
 from ._config import DEFAULT_MODEL, resolve_settings, scrub
 from ._conversation import estimate_tokens
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from ._batch_cache import BatchCache
     from ._catalog import ModelInfo
 
-__all__ = ["AUTO_CONCURRENCY", "DEFAULT_CONFIRM_COST", "PreparedBatch", "from_record"]
+__all__ = ["AUTO_CONCURRENCY", "DEFAULT_CONFIRM_COST", "PreparedBatch"]
 
 #: How a value cut to its budget ends (``_context.bounded``).
 _CUT = "… (truncated, "
@@ -358,45 +357,6 @@ def _whole(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be a whole number, not {value!r}")
     return value
-
-
-def from_record(
-    position: int, record: Mapping[str, Any], expect_json: bool, *, cached: bool = True
-) -> ItemResult:
-    from ._streaming import Usage
-
-    usage_data = record.get("usage")
-    try:
-        usage = Usage.from_dict(usage_data) if isinstance(usage_data, Mapping) else None
-    except ValueError:
-        usage = None
-    cost = record.get("cost")
-    text = str(record.get("text", ""))
-    result = ItemResult(
-        position,
-        "done",
-        text=text,
-        model=str(record.get("model") or ""),
-        usage=usage,
-        cost=float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) else None,
-        cached=cached,
-        finish_reason=record.get("finish_reason")
-        if isinstance(record.get("finish_reason"), str)
-        else None,
-    )
-    if expect_json:
-        try:
-            result.value = _parse_json(text)
-        except ValueError as err:
-            result.status, result.error = "failed", f"the reply is not valid JSON ({err})"[:200]
-    return result
-
-
-def _parse_json(text: str) -> Any:
-    text = text.strip()
-    if text.startswith("```"):  # some models fence JSON even in JSON mode
-        text = text.strip("`").removeprefix("json").strip()
-    return json.loads(text)
 
 
 def _response_format(json_mode: bool, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._markdown import dollars
-from ._streaming import Usage
+from ._streaming import Reply, Usage, json_of_text
 
-__all__ = ["BatchPlan", "BatchResult", "ItemResult"]
+__all__ = ["BatchPlan", "BatchResult", "ItemResult", "from_record", "record_of"]
 
 #: Rows shown when a result is displayed (the rest are in the list).
 _SHOWN = 10
@@ -240,3 +242,49 @@ def _cell(value: Any) -> str:
     text = " ".join(text.split()).replace("|", "\\|")
     text = text if len(text) <= _CELL else text[: _CELL - 1] + "…"
     return dollars(text)
+
+
+def record_of(reply: Reply, cost: float | None) -> dict[str, Any]:
+    """What the batch keeps of an answer (the cache's row): text, served model, finish reason,
+    usage and cost."""
+    usage = reply.usage
+    return {
+        "text": reply.text,
+        "model": reply.model,
+        "finish_reason": reply.finish_reason,
+        "usage": usage.to_dict() if usage is not None else None,
+        "cost": cost,
+    }
+
+
+def from_record(
+    position: int, record: Mapping[str, Any], expect_json: bool, *, cached: bool = True
+) -> ItemResult:
+    """An item's result from the record of its answer (as :func:`record_of` makes it and the
+    cache keeps it; a cached row is untrusted: every field is checked). Not JSON when JSON was
+    asked for: failed, so that it is asked again."""
+    usage_data = record.get("usage")
+    try:
+        usage = Usage.from_dict(usage_data) if isinstance(usage_data, Mapping) else None
+    except ValueError:
+        usage = None
+    cost = record.get("cost")
+    text = str(record.get("text", ""))
+    result = ItemResult(
+        position,
+        "done",
+        text=text,
+        model=str(record.get("model") or ""),
+        usage=usage,
+        cost=float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) else None,
+        cached=cached,
+        finish_reason=record.get("finish_reason")
+        if isinstance(record.get("finish_reason"), str)
+        else None,
+    )
+    if expect_json:
+        try:
+            result.value = json_of_text(text)
+        except ValueError as err:
+            result.status, result.error = "failed", f"the reply is not valid JSON ({err})"[:200]
+    return result

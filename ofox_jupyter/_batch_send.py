@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._batch_plan import PreparedBatch, _Job, from_record
-from ._batch_results import BatchResult, ItemResult
+from ._batch_plan import PreparedBatch, _Job
+from ._batch_results import BatchResult, ItemResult, from_record, record_of
 from ._config import scrub
 from ._exceptions import APIError, APIStatusError, OfoxError
 from ._request import RetryPolicy
@@ -182,19 +182,8 @@ class _Sending:
         return None
 
     def _answered(self, job: _Job, reply: Any) -> None:
-        usage = reply.usage
-        cost = (
-            self.batch.info.cost(usage)
-            if self.batch.info is not None and usage is not None
-            else None
-        )
-        record = {
-            "text": reply.text,
-            "model": reply.model,
-            "finish_reason": reply.finish_reason,
-            "usage": usage.to_dict() if usage is not None else None,
-            "cost": cost,
-        }
+        info, usage = self.batch.info, reply.usage
+        record = record_of(reply, info.cost(usage) if info and usage is not None else None)
         item = from_record(job.position, record, self.batch.expect_json, cached=False)
         self.batch.result[job.position] = item
         if self.batch.cache is not None and item.ok:

@@ -53,15 +53,18 @@ class Budget:
 
     def estimate(self, info: ModelInfo | None, prompt_tokens: int, max_tokens: int | None) -> float:
         """The most the request could cost; :class:`BudgetError` when it cannot be priced."""
-        model = info.id if info is not None else "this model"
         if info is None or info.prompt_price is None or info.completion_price is None:
-            raise BudgetError(
-                f"{model} has no price in the catalog, so its cost cannot be bounded and a "
-                f"budget is set (OfoxMagics.max_cost = {format_usd(self.limit)})",
-                hint="pick a priced model (%ofox models shows prices)",
-            )
+            raise self.unpriced(info.id if info is not None else "this model", "its cost")
         reply = max_tokens if max_tokens else DEFAULT_REPLY_TOKENS
         return prompt_tokens * info.prompt_price + reply * info.completion_price
+
+    def unpriced(self, model: str, cost: str) -> BudgetError:
+        """The refusal of a request (or batch) whose ``cost`` cannot be bounded."""
+        return BudgetError(
+            f"{model} has no price in the catalog, so {cost} cannot be bounded and a "
+            f"budget is set (OfoxMagics.max_cost = {format_usd(self.limit)})",
+            hint="pick a priced model (%ofox models shows prices)",
+        )
 
     def hold(self, info: ModelInfo | None, prompt_tokens: int, max_tokens: int | None) -> float:
         """Refuse (:class:`BudgetError`) a request that could exceed what is left; otherwise
@@ -69,11 +72,17 @@ class Budget:
         if self.limit <= 0:
             return 0.0
         worst = self.estimate(info, prompt_tokens, max_tokens)
+        hint = "lower --max-tokens, start a new chat, or raise OfoxMagics.max_cost"
+        return self.reserve(worst, "this request", hint)
+
+    def reserve(self, worst: float, what: str, hint: str) -> float:
+        """Refuse ``what`` (:class:`BudgetError`, with ``hint``) if its ``worst`` case could
+        exceed what is left; otherwise set it aside until it is settled, and return it."""
         if worst > self.left:
             raise BudgetError(
-                f"this request could cost up to {format_usd(worst)}, and the budget has "
+                f"{what} could cost up to {format_usd(worst)}, and the budget has "
                 f"{format_usd(self.left)} of {format_usd(self.limit)} left",
-                hint="lower --max-tokens, start a new chat, or raise OfoxMagics.max_cost",
+                hint=hint,
             )
         self.reserved += worst
         return worst

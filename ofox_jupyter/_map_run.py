@@ -18,6 +18,8 @@ from ._messages import utf8_safe
 
 if TYPE_CHECKING:
     from ._batch_plan import PreparedBatch
+    from ._batch_results import ItemResult
+    from ._budget import Budget
     from ._magics import OfoxMagics
 
 __all__ = ["BatchCommands", "map_arguments", "run_map"]
@@ -136,24 +138,15 @@ def _record_usage(magics: OfoxMagics, job: PreparedBatch) -> None:
     cache's answers were counted when they were first asked)."""
     from ._streaming import Usage
 
-    totals: dict[str, tuple[Usage, float | None, int]] = {}
+    answers: dict[str, list[ItemResult]] = {}
     for item in job.result:
-        if not item.ok or item.cached or item.usage is None:
-            continue
-        usage, cost, requests = totals.get(item.model or job.model, (Usage(), 0.0, 0))
-        totals[item.model or job.model] = (
-            Usage(
-                usage.prompt_tokens + item.usage.prompt_tokens,
-                usage.completion_tokens + item.usage.completion_tokens,
-                usage.total_tokens + item.usage.total_tokens,
-                usage.cached_tokens + item.usage.cached_tokens,
-                usage.reasoning_tokens + item.usage.reasoning_tokens,
-            ),
-            None if cost is None or item.cost is None else cost + item.cost,
-            requests + 1,
-        )
-    for model, (usage, cost, requests) in totals.items():
-        magics.session.record_usage(model, usage, cost, requests, job.settings.offline)
+        if item.ok and not item.cached and item.usage is not None:
+            answers.setdefault(item.model or job.model, []).append(item)
+    for model, items in answers.items():
+        costs = [item.cost for item in items]
+        cost = None if None in costs else sum(c or 0.0 for c in costs)
+        usage = Usage.total(item.usage for item in items if item.usage is not None)
+        magics.session.record_usage(model, usage, cost, len(items), job.settings.offline)
 
 
 def _charged(job: PreparedBatch) -> float:
@@ -168,27 +161,15 @@ def _charged(job: PreparedBatch) -> float:
     return sum(known) + unknown * worst
 
 
-def _hold(budget: Any, job: PreparedBatch) -> float:
+def _hold(budget: Budget, job: PreparedBatch) -> float:
     """Set the batch's worst case aside in the session's budget, or refuse it."""
     plan = job.plan
     if budget.limit <= 0 or plan is None or not plan.requests:
         return 0.0
-    from ._budget import BudgetError, format_usd
-
     if plan.max_cost is None:
-        raise BudgetError(
-            f"{plan.model} has no price in the catalog, so this batch's cost cannot be bounded "
-            f"and a budget is set (OfoxMagics.max_cost = {format_usd(budget.limit)})",
-            hint="pick a priced model (%ofox models shows prices)",
-        )
-    if plan.max_cost > budget.left:
-        raise BudgetError(
-            f"this batch could cost up to {format_usd(plan.max_cost)}, and the budget has "
-            f"{format_usd(budget.left)} of {format_usd(budget.limit)} left",
-            hint="fewer items, a lower --max-tokens, or raise OfoxMagics.max_cost",
-        )
-    budget.reserved += plan.max_cost
-    return float(plan.max_cost)
+        raise budget.unpriced(plan.model, "this batch's cost")
+    hint = "fewer items, a lower --max-tokens, or raise OfoxMagics.max_cost"
+    return budget.reserve(plan.max_cost, "this batch", hint)
 
 
 def _show(magics: OfoxMagics, value: Any) -> None:

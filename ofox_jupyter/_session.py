@@ -37,6 +37,7 @@ from ._streaming import (
     ToolCallDelta,
     Usage,
     events_of_reply,
+    json_of_text,
 )
 from ._tool_loop import RoundStart, ToolRun, tool_rounds
 from ._tools import ToolRegistry, ToolResult, stub_definition
@@ -607,7 +608,7 @@ class NotebookSession:
         reply, status = run.reply, run.status
         replies, results, rounds, limit_hit = run.replies, run.results, run.rounds, run.limit_hit
         if len(usages) > 1:
-            reply = replace(reply, usage=_sum_usage(usages))
+            reply = replace(reply, usage=Usage.total(usages))
         exchange = Exchange(
             reply,
             options.chat,
@@ -875,17 +876,6 @@ def _asks_fallback(provider: Any) -> bool:
     return isinstance(provider, Mapping) and bool(provider.get("fallback"))
 
 
-def _sum_usage(usages: list[Usage]) -> Usage:
-    """The usage of a whole tool loop: every request's tokens count (and cost)."""
-    return Usage(
-        prompt_tokens=sum(u.prompt_tokens for u in usages),
-        completion_tokens=sum(u.completion_tokens for u in usages),
-        total_tokens=sum(u.total_tokens for u in usages),
-        cached_tokens=sum(u.cached_tokens for u in usages),
-        reasoning_tokens=sum(u.reasoning_tokens for u in usages),
-    )
-
-
 class _ReasoningTimer:
     """How long a streamed reply reasoned: from its first reasoning piece to the first text or
     tool call after it (or to the end, when nothing followed)."""
@@ -914,11 +904,8 @@ class _ReasoningTimer:
 
 def _parse_json_reply(exchange: Exchange) -> None:
     """JSON mode: the reply's text as a Python value, or a clear error that keeps the text."""
-    text = exchange.reply.text.strip()
-    if text.startswith("```"):  # some models fence JSON even in JSON mode
-        text = text.strip("`").removeprefix("json").strip()
     try:
-        exchange.value = json.loads(text)
+        exchange.value = json_of_text(exchange.reply.text)
     except json.JSONDecodeError as err:
         exchange.error = OfoxError(
             f"the reply is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})",

@@ -16,7 +16,7 @@ by a new ``id``; the usage chunk has ``choices: []``; a mid-stream error is eith
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -68,6 +68,18 @@ class Usage:
         if self.reasoning_tokens:
             data["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return data
+
+    @classmethod
+    def total(cls, usages: Iterable[Usage]) -> Usage:
+        """Several requests' usage as one (a tool loop's rounds, a batch's answers)."""
+        counted = list(usages)
+        return cls(
+            prompt_tokens=sum(u.prompt_tokens for u in counted),
+            completion_tokens=sum(u.completion_tokens for u in counted),
+            total_tokens=sum(u.total_tokens for u in counted),
+            cached_tokens=sum(u.cached_tokens for u in counted),
+            reasoning_tokens=sum(u.reasoning_tokens for u in counted),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
@@ -564,6 +576,15 @@ def _choice_reply(choice: Any, index: int, common: Mapping[str, Any]) -> Reply:
         complete=True,
         **common,
     )
+
+
+def json_of_text(text: str) -> Any:
+    """A JSON-mode reply's value (``json.JSONDecodeError`` when it is not JSON); a reply
+    fenced as a code block, as some models do even in JSON mode, is unfenced first."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    return json.loads(text)
 
 
 def events_of_reply(reply: Reply) -> list[StreamEvent]:

@@ -366,7 +366,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from ofox_jupyter._batch_items import fill  # noqa: E402
-from ofox_jupyter._batch_plan import from_record  # noqa: E402
+from ofox_jupyter._batch_results import from_record  # noqa: E402
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
