@@ -155,6 +155,7 @@ class PreparedBatch:
         self.plan: BatchPlan | None = None
         self.stop = threading.Event()  # set from another thread: stop sending, keep the rest
         self.show_summary = True  # a line after the progress bar (the magic shows a table)
+        self.rich: bool | None = None  # the widget bar or text (None: the widget in a kernel)
 
     # -- before anything is sent
 

@@ -36,7 +36,14 @@ def _in_kernel() -> bool:
 class Progress:
     """Shows ``result`` filling up; :meth:`update` after each item, :meth:`close` at the end."""
 
-    def __init__(self, result: BatchResult, *, enabled: bool = True, summary: bool = True) -> None:
+    def __init__(
+        self,
+        result: BatchResult,
+        *,
+        enabled: bool = True,
+        summary: bool = True,
+        rich: bool | None = None,
+    ) -> None:
         self.result = result
         #: A summary line after the bar; without one (the magic shows the result itself) the
         #: cell is cleared instead, so no empty output stays behind.
@@ -46,7 +53,8 @@ class Progress:
         self._tokens, self._cost, self._failed, self._priced = 0, 0.0, 0, True
         for item in result:
             self._count(item)
-        self._rich = enabled and _in_kernel()
+        # ``rich``: the widget bar (the magic says, from its display mode); None: in a kernel.
+        self._rich = enabled and (_in_kernel() if rich is None else rich)
         if not enabled:
             return
         settled = sum(r.status != "not run" for r in result)

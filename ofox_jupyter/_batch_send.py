@@ -71,7 +71,10 @@ class _Sending:
             client._core.retry = replace(self.retry, max_retries=0)
             if self.batch.jobs:
                 progress = Progress(
-                    self.batch.result, enabled=self.batch.progress, summary=self.batch.show_summary
+                    self.batch.result,
+                    enabled=self.batch.progress,
+                    summary=self.batch.show_summary,
+                    rich=self.batch.rich,
                 )
             await self._dispatch(client, progress)
             reason = self.batch.result.stopped_because

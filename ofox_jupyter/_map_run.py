@@ -109,6 +109,7 @@ def _run(magics: OfoxMagics, job: PreparedBatch, args: Any) -> None:
 
     budget = magics.session.budget
     job.show_summary = False  # the result's own table follows
+    job.rich = magics._mode() == "rich"  # the bar follows OfoxMagics.display_mode, as replies do
     try:
         plan = job.prepare()
         if args.dry_run:

@@ -192,3 +192,16 @@ def test_a_batch_is_recorded_and_replayed_like_any_cell(
         ip.run_line_magic("ofox", "replay stop")
     assert len(chats(emu)) == 2  # nothing more reached the emulator
     assert [r.text for r in ip.user_ns["again"]] == [r.text for r in ip.user_ns["first"]]
+
+
+def test_the_progress_bar_follows_the_display_mode(
+    ip: Any, emu: Emulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Text mode (terminal IPython, or display_mode = "text" in a kernel): tqdm's text line on
+    stderr; rich mode: tqdm's widget, nothing on stderr — as a reply follows the mode."""
+    ip.user_ns["words"] = ["x", "y"]
+    ip.run_cell_magic("ofox", "--map words --yes --no-cache", "Define {item}")
+    assert "ofox batch" in capfd.readouterr().err
+    ip.run_line_magic("config", 'OfoxMagics.display_mode = "rich"')
+    ip.run_cell_magic("ofox", "--map words --yes --no-cache", "Define {item}")
+    assert "ofox batch" not in capfd.readouterr().err
