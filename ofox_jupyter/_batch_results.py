@@ -46,6 +46,11 @@ class ItemResult:
     def tokens(self) -> int:
         return self.usage.total_tokens if self.usage is not None else 0
 
+    @property
+    def fresh(self) -> bool:
+        """Answered by a request of this run (not from the cache, nor an earlier item's)."""
+        return self.ok and not self.cached and self.same_as is None
+
 
 @dataclass(frozen=True)
 class BatchPlan:

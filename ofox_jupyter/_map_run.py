@@ -141,7 +141,7 @@ def _record_usage(magics: OfoxMagics, job: PreparedBatch) -> None:
 
     answers: dict[str, list[ItemResult]] = {}
     for item in job.result:
-        if item.ok and not item.cached and item.usage is not None:
+        if item.fresh and item.usage is not None:
             answers.setdefault(item.model or job.model, []).append(item)
     for model, items in answers.items():
         costs = [item.cost for item in items]
@@ -155,7 +155,7 @@ def _charged(job: PreparedBatch) -> float:
     of every other request that was not refused (an answer without usage, one cut off by a
     stop), as the budget counts a single request."""
     result, plan = job.result, job.plan
-    fresh = [r for r in result if r.ok and not r.cached]
+    fresh = [r for r in result if r.fresh]
     known = [r.cost for r in fresh if r.cost is not None]
     unknown = max(0, result.sent - result.unbilled - len(known))
     worst = plan.max_cost / plan.requests if plan and plan.requests and plan.max_cost else 0.0

@@ -205,3 +205,20 @@ def test_the_progress_bar_follows_the_display_mode(
     ip.run_line_magic("config", 'OfoxMagics.display_mode = "rich"')
     ip.run_cell_magic("ofox", "--map words --yes --no-cache", "Define {item}")
     assert "ofox batch" not in capfd.readouterr().err
+
+
+def test_a_repeated_item_is_neither_counted_nor_charged_twice(
+    ip: Any, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.user_ns["words"] = ["x", "x", "x"]
+    ip.run_line_magic("config", "OfoxMagics.max_cost = 1.0")
+    ip.run_cell_magic("ofox", "--map words --yes -m openai/gpt-4o", "Define {item}")
+    result = ip.user_ns["_ofox_batch"]
+    assert len(chats(emu)) == 1 and result.done == 3
+    budget = ip.magics_manager.registry["OfoxMagics"].session.budget
+    assert budget.spent == pytest.approx(result[0].cost)  # one request paid, not three
+    capsys.readouterr()
+    ip.run_line_magic("ofox", "usage")
+    row = next(line for line in capsys.readouterr().out.splitlines() if "openai/gpt-4o" in line)
+    prompt = result[0].usage.prompt_tokens
+    assert f" {prompt:,} " in f" {row} " and f" {3 * prompt:,} " not in f" {row} "
