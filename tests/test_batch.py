@@ -13,6 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from batch_helpers import (  # cache_fixture: the `cache` fixture, used by name
+    cache_fixture,  # noqa: F401
+    chats,
+    keyed,
+    short_window_emulator,
+)
 from conftest import TEST_KEY
 
 import ofox_jupyter
@@ -22,27 +28,7 @@ from ofox_jupyter._batch_cache import BatchCache, cache_key
 from ofox_jupyter._batch_plan import PreparedBatch
 from ofox_jupyter._batch_send import send
 from ofox_jupyter._ratelimit import RateLimiter
-from ofox_jupyter.emulator import Emulator, EmulatorState
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> BatchCache:
-    return BatchCache(tmp_path / "batch-cache.sqlite3")
-
-
-def keyed(emu: Emulator, **options: Any) -> dict[str, Any]:
-    """Options that send to ``emu`` with the test key, no progress bar, no cost question."""
-    return {
-        "api_key": TEST_KEY,
-        "base_url": emu.base_url,
-        "progress": False,
-        "confirm_cost": 0,
-        **options,
-    }
-
-
-def chats(emu: Emulator) -> list[Any]:
-    return [r for r in emu.requests if r.path.endswith("/chat/completions")]
+from ofox_jupyter.emulator import Emulator
 
 
 def test_results_come_back_in_input_order_whatever_order_they_finish(
@@ -210,14 +196,6 @@ def test_above_confirm_cost_it_asks_and_no_means_nothing_is_sent(
         "Say {item}", ["a"], cache=cache, **keyed(emu, confirm_cost=1e-9, ask=lambda q: "y")
     )
     assert result.done == 1
-
-
-def short_window_emulator(rpm: int, latency: float) -> Emulator:
-    """An emulator whose rate window is one second (a test-only knob), so that the limit is
-    reached within a test."""
-    emulator = Emulator(api_key=TEST_KEY)
-    emulator._state = EmulatorState(api_key=TEST_KEY, rpm=rpm, rate_window=1.0, latency=latency)
-    return emulator
 
 
 def test_at_the_enforced_limit_never_over_it(tmp_path: Path) -> None:

@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batch_helpers import (  # cache_fixture: the `cache` fixture, used by name
+    cache_fixture,  # noqa: F401
+    chats,
+    keyed,
+    short_window_emulator,
+)
 from conftest import TEST_KEY
 from IPython.core.error import UsageError
 
@@ -30,26 +36,7 @@ from ofox_jupyter._batch_plan import PreparedBatch
 from ofox_jupyter._batch_results import ItemResult
 from ofox_jupyter._batch_send import send
 from ofox_jupyter._ratelimit import RateLimiter
-from ofox_jupyter.emulator import Emulator, EmulatorState
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> BatchCache:
-    return BatchCache(tmp_path / "batch-cache.sqlite3")
-
-
-def keyed(emu: Emulator, **options: Any) -> dict[str, Any]:
-    return {
-        "api_key": TEST_KEY,
-        "base_url": emu.base_url,
-        "progress": False,
-        "confirm_cost": 0,
-        **options,
-    }
-
-
-def chats(emu: Emulator) -> list[Any]:
-    return [r for r in emu.requests if r.path.endswith("/chat/completions")]
+from ofox_jupyter.emulator import Emulator
 
 
 def one_line(err: OfoxError) -> str:
@@ -420,12 +407,6 @@ def test_a_batch_whose_every_item_failed_says_why(emu: Emulator) -> None:
     assert result.done == 0 and len(result.failed) == 2
     assert "0 answered · 2 failed" in result.summary()
     assert "400" in result.summary(), result.summary()
-
-
-def short_window_emulator(rpm: int, latency: float) -> Emulator:
-    emulator = Emulator(api_key=TEST_KEY)
-    emulator._state = EmulatorState(api_key=TEST_KEY, rpm=rpm, rate_window=1.0, latency=latency)
-    return emulator
 
 
 @pytest.mark.timeout(30)

@@ -7,15 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from batch_helpers import chats
 from conftest import TEST_KEY
 from IPython.core.error import UsageError
 
 from ofox_jupyter import BatchResult
 from ofox_jupyter.emulator import Emulator
-
-
-def chats(emu: Emulator) -> list[Any]:
-    return [r for r in emu.requests if r.path.endswith("/chat/completions")]
 
 
 def test_map_asks_once_per_item_and_stores_the_results(
